@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create or reuse .venv and
+# install what they need; system packages are installed when run as root, otherwise the
+# exact apt-get line is printed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := python3-venv python3-dev gcc libzbar0 espeak-ng fonts-dejavu-core \
+	fonts-noto-core systemd
+HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
+
+.PHONY: test demo bench soak lint system-packages clean
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "missing system packages; run: sudo apt-get install -y $$missing"; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | system-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,keyboard]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+test: system-packages $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(HEADLESS) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak" tests
+
+demo: system-packages $(VENV)/.installed
+	$(BIN)/antrean demo --out demo-out
+
+bench: system-packages $(VENV)/.installed
+	$(HEADLESS) $(BIN)/python bench/run_all.py
+
+soak: system-packages $(VENV)/.installed
+	$(HEADLESS) ANTREAN_SOAK_SECONDS=600 $(BIN)/python -m pytest -q -p no:cacheprovider -m soak tests
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,262 @@
+"""The decision at the reader: one scan in, exactly one verdict out, durably recorded.
+
+``CheckinDesk.scan`` is the only check-in path: the scanner service, ``antrean scan`` and the
+demo all go through it. The decision is made inside the write transaction that records it, so
+two processes can never hand out two tickets for one booking, and the scan, the check-in and
+the outbox event commit together (``synchronous=FULL``) before anyone hears a beep.
+
+Verdict precedence and windows follow central-api.md section 3; "today" is always the office's
+date, from the (possibly server-corrected) clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date as date_cls
+from datetime import datetime, timedelta
+
+from appliance.clock import Clock
+from appliance.names import public_name
+from appliance.outbox import record_event
+from appliance.schedule import is_usable
+from appliance.ticket import SignedTicket, Unreadable, parse_payload
+
+OK = "ok"
+VERDICTS = ("ok", "already_checked_in", "unknown", "unreadable", "bad_signature",
+            "wrong_office", "wrong_day", "too_early", "too_late", "cancelled", "no_schedule")
+OFFLINE_AFTER_S = 300  # no server contact for this long: check-ins are flagged offline
+
+_DAYS = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
+_MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
+           "September", "Oktober", "November", "Desember")
+
+
+def indonesian_date(iso: str) -> str:
+    d = date_cls.fromisoformat(iso)
+    return f"{_DAYS[d.weekday()]}, {d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
+def english_date(iso: str) -> str:
+    return date_cls.fromisoformat(iso).strftime("%A, %d %B %Y")
+
+
+def messages_for(verdict: str, ticket: str | None = None, detail: str | None = None,
+                 name: str = "") -> tuple[str, str]:
+    """The applicant's texts for a verdict: (Indonesian, English).
+
+    ``name`` is the public form (salutation and privacy already applied); ``detail`` is the
+    date (YYYY-MM-DD) for ``wrong_day`` or the time (HH:MM) for ``too_early``/``too_late``.
+    """
+    who = f", {name}" if name else ""
+    stop = "" if who.endswith(".") else "."  # "Andi S." already ends the sentence
+    if verdict == "ok":
+        return (f"Selamat datang{who}{stop} Nomor antrean Anda {ticket}.",
+                f"Welcome{who}{stop} Your queue number is {ticket}.")
+    if verdict == "already_checked_in":
+        return (f"Anda sudah check-in hari ini. Nomor antrean Anda {ticket}.",
+                f"You are already checked in today. Your queue number is {ticket}.")
+    if verdict == "wrong_day":
+        return (f"Jadwal Anda pada {indonesian_date(detail)}. Silakan datang pada hari itu.",
+                f"Your appointment is on {english_date(detail)}. Please come on that day.")
+    if verdict == "too_early":
+        return (f"Terlalu awal. Check-in untuk jadwal Anda dibuka pukul {detail}.",
+                f"Too early. Check-in for your appointment opens at {detail}.")
+    if verdict == "too_late":
+        return (f"Waktu check-in Anda sudah lewat (sampai pukul {detail}). "
+                "Silakan ke petugas.",
+                f"Your check-in time has passed (it closed at {detail}). Please see an officer.")
+    fixed = {
+        "unknown": ("Kode booking tidak ada dalam jadwal hari ini. Silakan ke petugas.",
+                    "Booking code not in today's schedule. Please see an officer."),
+        "unreadable": ("Kode tidak terbaca. Silakan pindai ulang atau ke petugas.",
+                       "The code could not be read. Please scan again or see an officer."),
+        "bad_signature": ("Tiket tidak sah. Silakan ke petugas.",
+                          "This ticket is not valid. Please see an officer."),
+        "wrong_office": ("Tiket ini untuk kantor imigrasi lain. Silakan ke petugas.",
+                         "This ticket is for another immigration office. "
+                         "Please see an officer."),
+        "cancelled": ("Booking ini sudah dibatalkan. Silakan ke petugas.",
+                      "This booking has been cancelled. Please see an officer."),
+        "no_schedule": ("Jadwal hari ini belum tersedia. Silakan ke petugas.",
+                        "Today's schedule is not available yet. Please see an officer."),
+    }
+    return fixed[verdict]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    verdict: str
+    ticket: str | None
+    booking_code: str | None
+    name: str
+    salutation: str
+    message_id: str
+    message_en: str
+    detail: str | None
+    at: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == OK
+
+    def as_json(self) -> dict:
+        return {"verdict": self.verdict, "ticket": self.ticket,
+                "booking_code": self.booking_code, "message_id": self.message_id,
+                "message_en": self.message_en, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class _Booking:
+    """One appointment as the decision needs it, from the cache or a signed ticket."""
+
+    code: str
+    day: str
+    name: str
+    salutation: str
+    service: str
+    slot_start: float
+    slot_end: float
+    priority: bool
+    cancelled: bool
+    origin: str
+
+
+def _payload_sha256(payload: bytes | str) -> str:
+    raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()
+
+
+class CheckinDesk:
+    """Decides and records scans.
+
+    Example::
+
+        >>> desk = CheckinDesk(store, config)      # doctest: +SKIP
+        >>> desk.scan(b"]Q1K7Q2M9XA\\r\\n").verdict  # doctest: +SKIP
+        'ok'
+    """
+
+    def __init__(self, store, config, clock: Clock | None = None):
+        self.store = store
+        self.config = config
+        self.clock = clock or Clock(store, config)
+        self.tz = config.tz
+        self._trusted = config.trusted_keys
+        self._early = timedelta(minutes=config.checkin.early_minutes).total_seconds()
+        self._late = timedelta(minutes=config.checkin.late_minutes).total_seconds()
+
+    def _hhmm(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self.tz).strftime("%H:%M")
+
+    def _cached_booking(self, db, code: str, today: str) -> _Booking | None:
+        rows = db.execute(
+            "SELECT date, name, salutation, service, slot_start, slot_end, priority, status"
+            " FROM appointments WHERE booking_code = ?", (code,)).fetchall()
+        if not rows:
+            return None
+        # Today's entry wins; else the nearest future day; else the latest past one.
+        rows.sort(key=lambda r: (r[0] != today, r[0] < today, abs(
+            (date_cls.fromisoformat(r[0]) - date_cls.fromisoformat(today)).days)))
+        _, name, sal, service, start, end, prio, status = rows[0]
+        return _Booking(code, self._date_of(start), name, sal, service, start, end,
+                        bool(prio), status == "cancelled", "schedule")
+
+    def _date_of(self, epoch: float) -> str:
+        """The office-local date of an instant: the appointment's day is its slot's day."""
+        return datetime.fromtimestamp(epoch, self.tz).date().isoformat()
+
+    def _today(self, db) -> tuple[str, bool]:
+        """The office day, and whether hour windows can be enforced.
+
+        With an untrusted clock (before the build date, no server offset this boot) the
+        newest cached day stands in for today and windows are not enforced.
+        """
+        if self.clock.trusted:
+            return self.clock.office_day(), True
+        row = db.execute("SELECT MAX(date) FROM schedules").fetchone()
+        return (row[0] or self.clock.office_day()), False
+
+    def _decide(self, db, parsed, at: float):
+        """Return (verdict, booking or None, code or None, detail, today)."""
+        today, windows = self._today(db)
+        if isinstance(parsed, Unreadable):
+            return "unreadable", None, None, None, today
+        code = parsed.booking_code
+        if isinstance(parsed, SignedTicket):
+            if not parsed.signature_ok:
+                return "bad_signature", None, code, None, today
+            if parsed.office_id != self.config.office.id:
+                return "wrong_office", None, code, None, today
+        booking = self._cached_booking(db, code, today)
+        if booking is None and isinstance(parsed, SignedTicket):
+            booking = _Booking(code, self._date_of(parsed.slot_start), parsed.name, "",
+                               parsed.service, parsed.slot_start, parsed.slot_end,
+                               parsed.priority, False, "signed")
+        if booking is None:
+            row = db.execute("SELECT generated_at FROM schedules WHERE date = ?",
+                             (today,)).fetchone()
+            usable = is_usable(row and row[0], at, self.config.server.max_schedule_age_hours)
+            return ("unknown" if usable else "no_schedule"), None, code, None, today
+        if booking.cancelled:
+            return "cancelled", booking, code, None, today
+        row = db.execute("SELECT ticket FROM checkins WHERE office_day = ? AND booking_code = ?",
+                         (today, code)).fetchone()
+        if row is not None:
+            return "already_checked_in", booking, code, row[0], today
+        if booking.day != today:
+            return "wrong_day", booking, code, booking.day, today
+        if windows and at < booking.slot_start - self._early:
+            return "too_early", booking, code, self._hhmm(booking.slot_start - self._early), today
+        if windows and at > booking.slot_end + self._late:
+            return "too_late", booking, code, self._hhmm(booking.slot_end + self._late), today
+        return OK, booking, code, None, today
+
+    def _is_offline(self, db, at: float) -> bool:
+        row = db.execute("SELECT value FROM kv WHERE key = 'sync.last_ok'").fetchone()
+        try:
+            return row is None or at - float(row[0]) > OFFLINE_AFTER_S
+        except ValueError:
+            return True
+
+    def scan(self, payload: bytes | str) -> ScanResult:
+        """Decide one payload and commit the outcome; returns only after the commit."""
+        parsed = parse_payload(payload, self._trusted)
+        sha = _payload_sha256(payload)
+        at = self.clock.time()
+        ticket = None
+        with self.store.write() as db:
+            verdict, booking, code, detail, today = self._decide(db, parsed, at)
+            if verdict == "already_checked_in":
+                ticket, detail = detail, None
+            if verdict == OK:
+                number = db.execute(
+                    "INSERT INTO ticket_numbers(office_day, service, last_number) VALUES (?,?,1)"
+                    " ON CONFLICT(office_day, service) DO UPDATE SET"
+                    " last_number = last_number + 1 RETURNING last_number",
+                    (today, booking.service)).fetchone()[0]
+                ticket = f"{booking.service}{number:03d}"
+                offline = self._is_offline(db, at)
+                db.execute(
+                    "INSERT INTO checkins(office_day, booking_code, ticket, service, name,"
+                    " salutation, priority, slot_start, checked_in_at, offline, origin)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (today, code, ticket, booking.service, booking.name, booking.salutation,
+                     int(booking.priority), booking.slot_start, at, int(offline),
+                     booking.origin))
+                record_event(db, "checkin", {"booking_code": code, "ticket": ticket,
+                                             "service": booking.service, "offline": offline},
+                             at)
+            else:
+                record_event(db, "scan_rejected", {"reason": verdict, "booking_code": code,
+                                                   "payload_sha256": sha}, at)
+            name = booking.name if booking else ""
+            salutation = booking.salutation if booking else ""
+            db.execute(
+                "INSERT INTO scans(at, office_day, verdict, booking_code, ticket, name,"
+                " salutation, detail, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?)",
+                (at, today, verdict, code, ticket, name, salutation, detail, sha))
+        shown = public_name(name, self.config.display.names, salutation)
+        message_id, message_en = messages_for(verdict, ticket, detail, shown)
+        return ScanResult(verdict, ticket, code, name, salutation, message_id, message_en,
+                          detail, at)

@@ -1,0 +1,262 @@
+"""``antrean``: the technician's command line (names fixed by docs/config.md).
+
+Every command either does what it says and exits 0, or prints one clear line on stderr
+(what went wrong, where, what to do) and exits non-zero: 2 for a usage or config mistake,
+1 for an operation that failed. ``--json`` prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from appliance import __version__
+from appliance.errors import AntreanError, ConfigError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, not a usage dump."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _counter(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"counter {text!r} is not a number") from None
+    if not 1 <= value <= 999:
+        raise argparse.ArgumentTypeError(f"counter {value} is out of range 1-999")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="antrean", description="Antrean lobby appliance for passport offices.")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $ANTREAN_CONFIG, else /etc/antrean/antrean.toml)")
+    p.add_argument("--version", action="version", version=f"antrean {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("scanner", help="run the scanner service until SIGTERM")
+    d = sub.add_parser("display", help="run the call screen until SIGTERM")
+    d.add_argument("--snapshot", metavar="OUT.png", help="render the current state once, exit")
+    d.add_argument("--size", metavar="WxH", help="screen size for --snapshot (e.g. 1920x1080)")
+    s = sub.add_parser("sync", help="run the sync service until SIGTERM")
+    s.add_argument("--once", action="store_true", help="one pull and one upload round, then exit")
+
+    sc = sub.add_parser("scan", help="run one payload through the check-in path")
+    sc.add_argument("payload", metavar="PAYLOAD")
+    sc.add_argument("--json", action="store_true")
+    for name, text in (("call", "call the next applicant to a counter"),
+                       ("recall", "call a counter's current ticket again"),
+                       ("no-show", "mark a counter's current ticket as not come")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--counter", type=_counter, required=True, metavar="N")
+        c.add_argument("--json", action="store_true")
+
+    sch = sub.add_parser("schedule", help="import or sign schedule files")
+    schsub = sch.add_subparsers(dest="schedule_command", metavar="ACTION", parser_class=_Parser)
+    schsub.required = True
+    imp = schsub.add_parser("import", help="verify and import FILE (signature in FILE.sig)")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--json", action="store_true")
+    sign = schsub.add_parser("sign", help="write FILE.sig with a signing key")
+    sign.add_argument("file", metavar="FILE")
+    sign.add_argument("--key", required=True, metavar="KEYFILE")
+
+    kg = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
+    kg.add_argument("--out", required=True, metavar="KEYFILE")
+    kg.add_argument("--keyid", help="key id (default: k<year><random letters>)")
+    kg.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", help="the appliance at a glance")
+    st.add_argument("--json", action="store_true")
+
+    dv = sub.add_parser("devserver", help="run the reference central server",
+                        add_help=False)
+    dv.add_argument("devserver_args", nargs=argparse.REMAINDER)
+
+    dm = sub.add_parser("demo", help="run the demo (see `make demo`)")
+    dm.add_argument("--out", default="demo-out", metavar="DIR",
+                    help="folder for the demo's config, database and snapshots")
+    dm.add_argument("--seconds", type=float, default=0,
+                    help="stop after this many seconds (default: until Ctrl-C)")
+    dm.add_argument("--headless", action="store_true", help="never open a window")
+    return p
+
+
+def _print(args, data: dict, human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        print(human)
+
+
+def _open(config):
+    from appliance.store import Store
+
+    return Store(config.storage.path)
+
+
+def cmd_scan(args, config) -> int:
+    from appliance.checkin import CheckinDesk
+
+    payload = os.fsencode(args.payload)
+    with _open(config) as store:
+        result = CheckinDesk(store, config).scan(payload)
+    data = result.as_json()
+    human = f"{result.verdict}: {result.message_id} / {result.message_en}"
+    _print(args, data, human)
+    return 0
+
+
+def cmd_counter(args, config) -> int:
+    from appliance.queue import Queue
+
+    with _open(config) as store:
+        queue = Queue(store, config)
+        if args.command == "call":
+            call = queue.call_next(args.counter)
+        elif args.command == "recall":
+            call = queue.recall(args.counter)
+        else:
+            call = queue.no_show(args.counter)
+    if call is None:
+        _print(args, {"ticket": None, "counter": args.counter},
+               f"nobody is waiting for counter {args.counter}")
+    else:
+        words = {"call": "called to", "recall": "called again to", "no_show": "no-show at"}
+        _print(args, call.as_json(), f"{call.ticket} {words[call.kind]} {call.counter_name}")
+    return 0
+
+
+def cmd_schedule(args, config) -> int:
+    from appliance.keys import load_key_file
+    from appliance.schedule import read_signed_file, save_schedule, verify_schedule
+
+    if args.schedule_command == "sign":
+        key = load_key_file(args.key)
+        try:
+            with open(args.file, "rb") as f:
+                body = f.read()
+        except OSError as e:
+            raise AntreanError(f"cannot read {args.file}: {e.strerror}") from None
+        tmp = args.file + ".sig.tmp"
+        with open(tmp, "w") as f:
+            f.write(key.sign_header(body) + "\n")
+        os.replace(tmp, args.file + ".sig")
+        print(f"wrote {args.file}.sig (key {key.keyid})", file=sys.stderr)
+        return 0
+    config = config()
+    body, sig = read_signed_file(args.file)
+    schedule = verify_schedule(body, sig, config)
+    with _open(config) as store:
+        changed = save_schedule(store, schedule, source="import", etag=None)
+    data = {"date": schedule.date, "version": schedule.version,
+            "appointments": len(schedule.appointments), "changed": changed}
+    human = (f"imported schedule {schedule.date} version {schedule.version}: "
+             f"{len(schedule.appointments)} appointments"
+             + ("" if changed else " (already cached, nothing changed)"))
+    _print(args, data, human)
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    import secrets
+    import string
+    from datetime import date
+
+    from appliance.keys import generate_key, write_key_file
+
+    keyid = args.keyid or f"k{date.today().year}" + "".join(
+        secrets.choice(string.ascii_lowercase) for _ in range(4))
+    key = generate_key(keyid)
+    write_key_file(key, args.out)
+    _print(args, {"keyid": key.keyid, "public_key": key.public_b64},
+           f"keyid = {key.keyid}\npublic_key = {key.public_b64}\n"
+           f"Add to [trust] keys: {key.keyid} = \"{key.public_b64}\"")
+    return 0
+
+
+def cmd_status(args, config) -> int:
+    from appliance.status import collect_status, format_status
+
+    data = collect_status(config)
+    _print(args, data, format_status(data))
+    return 0
+
+
+def _run_service(args, config) -> int:
+    if args.command == "scanner":
+        from appliance.scanner_service import run
+
+        return run(config)
+    if args.command == "display":
+        from display.service import run
+
+        return run(config, snapshot=args.snapshot, size=args.size)
+    from sync.service import run
+
+    return run(config, once=args.once)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ANTREAN_LOG_LEVEL", "INFO").upper(),
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    def config():
+        from appliance.config import load_config
+
+        return load_config(args.config)
+
+    try:
+        if args.command == "keygen":
+            return cmd_keygen(args)
+        if args.command == "devserver":
+            from sync.devserver import main as devserver_main
+
+            return devserver_main(args.devserver_args)
+        if args.command == "demo":
+            from appliance.demo import run_demo
+
+            return run_demo(args)
+        if args.command == "schedule":
+            return cmd_schedule(args, config)
+        cfg = config()
+        if args.command == "scan":
+            return cmd_scan(args, cfg)
+        if args.command in ("call", "recall", "no-show"):
+            return cmd_counter(args, cfg)
+        if args.command == "status":
+            return cmd_status(args, cfg)
+        return _run_service(args, cfg)
+    except ConfigError as e:
+        print(f"antrean: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AntreanError as e:
+        print(f"antrean: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+    except Exception as e:  # a bug: still one line, the traceback only on request
+        if os.environ.get("ANTREAN_DEBUG"):
+            raise
+        print(f"antrean: internal error: {type(e).__name__}: {e}; run again with "
+              "ANTREAN_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

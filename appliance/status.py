@@ -1,0 +1,159 @@
+"""``antrean status``: the appliance at a glance, read from the store and the system.
+
+Read-only: it never creates or migrates the database (a root-owned database file would lock
+the services out), and every fact it cannot read is reported as unknown instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from appliance.clock import Clock
+from appliance.errors import StoreError
+from appliance.outbox import counts as outbox_counts
+from appliance.queue import queue_counts
+from appliance.schedule import is_usable, schedule_info
+from appliance.store import Store
+
+SERVICES = ("scanner", "display", "sync")
+THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
+# Raspberry Pi firmware exposes under-voltage through the hwmon "rpi_volt" sensor.
+UNDERVOLT_GLOB_DIR = "/sys/class/hwmon"
+
+
+def _soc_temperature() -> float | None:
+    try:
+        with open(THERMAL_PATH) as f:
+            return int(f.read().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def _under_voltage() -> bool | None:
+    try:
+        entries = os.listdir(UNDERVOLT_GLOB_DIR)
+    except OSError:
+        return None
+    for entry in entries:
+        base = os.path.join(UNDERVOLT_GLOB_DIR, entry)
+        try:
+            with open(os.path.join(base, "name")) as f:
+                if f.read().strip() != "rpi_volt":
+                    continue
+            with open(os.path.join(base, "in0_lcrit_alarm")) as f:
+                return f.read().strip() == "1"
+        except OSError:
+            continue
+    return None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect_status(config) -> dict:
+    path = config.storage.path
+    data: dict = {"schedule": {"date": None, "version": None, "age_s": None, "usable": False},
+                  "outbox": {"pending": None, "dead": None},
+                  "queue": {"checked_in": None, "waiting": None, "called": None},
+                  "services": {}, "clock": {}, "sync": {}, "store": {"path": path}}
+    try:
+        free = shutil.disk_usage(os.path.dirname(path) or ".").free
+        data["disk_free_mb"] = round(free / 1e6)
+    except OSError:
+        data["disk_free_mb"] = None
+    data["soc_temperature_c"] = _soc_temperature()
+    data["under_voltage"] = _under_voltage()
+    try:
+        store = Store(path, readonly=True)
+    except StoreError as e:
+        data["store"]["error"] = str(e)
+        return data
+    with store:
+        clock = Clock(store, config)
+        today = clock.office_day()
+        with store.read() as db:
+            info = schedule_info(store, today)
+            if info is not None:
+                data["schedule"] = {
+                    "date": info.date, "version": info.version,
+                    "age_s": round(clock.time() - info.generated_at),
+                    "usable": is_usable(info.generated_at, clock.time(),
+                                        config.server.max_schedule_age_hours),
+                    "appointments": info.appointments, "source": info.source}
+            else:
+                data["schedule"]["date"] = today
+            data["outbox"] = outbox_counts(store)
+            q = queue_counts(db, today)
+            data["queue"] = {"checked_in": q.checked_in, "waiting": q.waiting,
+                             "called": q.called}
+            for service, pid, state, detail, updated, err, err_at in db.execute(
+                    "SELECT service, pid, state, detail, updated_at, last_error, last_error_at"
+                    " FROM service_health"):
+                data["services"][service] = {
+                    "running": _pid_alive(pid), "state": state, "detail": detail,
+                    "since": updated, "last_error": err, "last_error_at": err_at}
+            offset = clock.offset
+            data["clock"] = {"synced": clock.synced, "offset_s": offset,
+                             "corrected": clock.corrected, "trusted": clock.trusted}
+            data["sync"] = {"last_ok": store.get_kv("sync.last_ok"),
+                            "offline_since": store.get_kv("sync.offline_since"),
+                            "last_error": store.get_kv("sync.last_error")}
+            data["scanner"] = {"connected": store.get_kv("scanner.connected")}
+        data["day"] = today
+    for service in SERVICES:
+        data["services"].setdefault(service, {"running": False, "state": "never started"})
+    return data
+
+
+def _ago(epoch: float | None) -> str:
+    if epoch is None:
+        return "never"
+    s = int(time.time() - epoch)
+    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+
+
+def format_status(d: dict) -> str:
+    lines = []
+    if d["store"].get("error"):
+        lines.append(f"database: {d['store']['error']}")
+    for name, s in d["services"].items():
+        up = "up" if s.get("running") else "down"
+        extra = f" ({s.get('detail')})" if s.get("detail") else ""
+        err = f"; last error: {s['last_error']}" if s.get("last_error") else ""
+        lines.append(f"{name:8} {up:5} {s.get('state', '')}{extra}{err}")
+    sch = d["schedule"]
+    if sch.get("version") is None:
+        lines.append(f"schedule {sch.get('date')}: none cached")
+    else:
+        stale = "" if sch.get("usable") else " (STALE: plain codes not in it get no_schedule)"
+        lines.append(f"schedule {sch['date']} version {sch['version']}, "
+                     f"{sch.get('appointments')} appointments, age {sch['age_s']}s{stale}")
+    o, q = d["outbox"], d["queue"]
+    lines.append(f"outbox   {o['pending']} pending, {o['dead']} dead")
+    lines.append(f"queue    {q['checked_in']} checked in, {q['waiting']} waiting, "
+                 f"{q['called']} called")
+    if d.get("sync"):
+        lines.append(f"sync     last ok {_ago(d['sync'].get('last_ok'))}"
+                     + (f"; {d['sync']['last_error']}" if d["sync"].get("last_error") else ""))
+    c = d.get("clock") or {}
+    if c:
+        off = c.get("offset_s")
+        lines.append(f"clock    synced={c.get('synced')} offset="
+                     f"{'unknown' if off is None else f'{off:+.1f}s'}"
+                     + (" (decisions use server time)" if c.get("corrected") else "")
+                     + ("" if c.get("trusted", True) else " (UNTRUSTED: windows not enforced)"))
+    lines.append(f"disk     {d.get('disk_free_mb')} MB free; SoC "
+                 f"{d.get('soc_temperature_c') or 'n/a'} C; under-voltage "
+                 f"{d.get('under_voltage') if d.get('under_voltage') is not None else 'n/a'}")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Small statistics for the benchmarks: medians and p99s of samples, printed the same way."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {"n": len(samples), "median": statistics.median(samples),
+            "p99": percentile(samples, 99), "max": max(samples)}
+
+
+def line(label: str, samples_ms: list[float], target_ms: float | None = None) -> str:
+    s = summary(samples_ms)
+    verdict = ""
+    if target_ms is not None:
+        verdict = f"  target p99 < {target_ms:g} ms: {'met' if s['p99'] < target_ms else 'MISSED'}"
+    return (f"{label}: n={s['n']} median={s['median']:.2f} ms p99={s['p99']:.2f} ms "
+            f"max={s['max']:.2f} ms{verdict}")

@@ -1,0 +1,1 @@
+"""The lobby call screen and its sound."""

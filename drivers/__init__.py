@@ -1,0 +1,1 @@
+"""Scanner backends, barcode decoders and GPIO for the Antrean appliance."""

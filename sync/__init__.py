@@ -1,0 +1,1 @@
+"""Talking to the central server, and the reference server."""

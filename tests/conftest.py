@@ -1,0 +1,93 @@
+"""Shared test fixtures: a signing key, a config file, signed schedule documents.
+
+Everything is real: real Ed25519 keys, real TOML files, real SQLite files in tmp dirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from appliance.config import load_config  # noqa: E402
+from appliance.keys import generate_key  # noqa: E402
+
+TZ = ZoneInfo("Asia/Makassar")
+KEY = generate_key("k2026a")
+OTHER_KEY = generate_key("k2026a")  # same id, different key: a forgery
+
+
+def office_time(day: str, hhmm: str) -> datetime:
+    return datetime.fromisoformat(f"{day}T{hhmm}:00").replace(tzinfo=TZ)
+
+
+def appointment(code: str, day: str, start: str = "09:00", minutes: int = 30, *,
+                name: str = "Andi Saputra", salutation: str = "Bapak", service: str = "A",
+                priority: bool = False, status: str = "booked") -> dict:
+    begin = office_time(day, start)
+    return {"booking_code": code, "name": name, "salutation": salutation, "service": service,
+            "slot_start": begin.isoformat(),
+            "slot_end": (begin + timedelta(minutes=minutes)).isoformat(),
+            "priority": priority, "status": status}
+
+
+def schedule_doc(day: str, appointments: list[dict], *, version: int = 1, office: str = "TRK",
+                 generated_at: datetime | None = None, counters: list[dict] | None = None,
+                 announcements: list[str] | None = None) -> dict:
+    gen = generated_at or office_time(day, "00:00") - timedelta(hours=3)
+    return {
+        "format": "antrean.schedule/1",
+        "office": {"id": office, "name": "Kantor Imigrasi Kelas II TPI Tarakan",
+                   "timezone": "Asia/Makassar"},
+        "date": day, "version": version,
+        "generated_at": gen.astimezone(ZoneInfo("UTC")).isoformat().replace("+00:00", "Z"),
+        "opening_hours": {"open": "08:00", "close": "16:00"},
+        "services": [{"code": "A", "name": "Paspor Baru"},
+                     {"code": "B", "name": "Penggantian Paspor"}],
+        "counters": counters if counters is not None else [
+            {"id": 1, "name": "Loket 1", "services": ["A", "B"]},
+            {"id": 2, "name": "Loket 2", "services": ["B"]}],
+        "appointments": appointments,
+        "announcements": announcements if announcements is not None else [
+            "Harap siapkan dokumen asli Anda."],
+    }
+
+
+def sign_doc(doc: dict, key=KEY) -> tuple[bytes, str]:
+    body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    return body, key.sign_header(body)
+
+
+def write_config(path: Path, db: Path, extra: str = "") -> Path:
+    path.write_text(
+        "[office]\nid = \"TRK\"\ntimezone = \"Asia/Makassar\"\n"
+        f"[storage]\npath = \"{db}\"\n"
+        f"[trust]\nkeys = {{ k2026a = \"{KEY.public_b64}\" }}\n" + extra)
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path) -> Path:
+    return write_config(tmp_path / "antrean.toml", tmp_path / "antrean.db")
+
+
+@pytest.fixture
+def config(config_path):
+    return load_config(config_path)
+
+
+@pytest.fixture
+def store(config):
+    from appliance.store import Store
+
+    with Store(config.storage.path) as s:
+        yield s

@@ -1,0 +1,185 @@
+"""Every verdict of the contract, its precedence and windows, in the office time zone."""
+
+import base64
+import json
+from datetime import timedelta
+
+import pytest
+from conftest import KEY, OTHER_KEY, appointment, office_time, schedule_doc, sign_doc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appliance.checkin import VERDICTS, CheckinDesk
+from appliance.clock import Clock, record_server_date
+from appliance.schedule import save_schedule, verify_schedule
+from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
+
+DAY = "2026-11-30"
+
+
+def signed_ticket(code="SIGNED01", day=DAY, start="09:00", office="TRK", key=KEY, name="Siti"):
+    begin = office_time(day, start)
+    fields = {"b": code, "o": office, "s": begin.isoformat(),
+              "e": (begin + timedelta(minutes=30)).isoformat(), "v": "B", "n": name, "p": 1}
+    payload = base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode())
+    head = f"AT1.{key.keyid}.{payload.rstrip(b'=').decode()}"
+    sig = base64.urlsafe_b64encode(key.sign(head.encode())).rstrip(b"=").decode()
+    return f"{head}.{sig}"
+
+
+def load(config, store, doc):
+    body, sig = sign_doc(doc)
+    save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
+
+
+@pytest.fixture
+def desk_at(config, store):
+    """A desk whose clock reads office time ``hhmm`` on ``day``."""
+    load(config, store, schedule_doc(DAY, [
+        appointment("K7Q2M9XA", DAY, "09:00"),
+        appointment("CANCEL01", DAY, "09:00", status="cancelled"),
+        appointment("TOMORROW", "2026-12-01", "09:00"),
+    ]))
+    load(config, store, schedule_doc("2026-12-01", [appointment("TOMORROW", "2026-12-01")]))
+
+    def make(hhmm="09:10", day=DAY):
+        t = office_time(day, hhmm).timestamp()
+        return CheckinDesk(store, config, Clock(store, config, wall=lambda: t))
+    return make
+
+
+def test_ok_then_already_checked_in(desk_at, store):
+    desk = desk_at()
+    first = desk.scan(b"]Q1k7q2m9xa\r\n")
+    assert (first.verdict, first.ticket, first.booking_code) == ("ok", "A001", "K7Q2M9XA")
+    assert "Nomor antrean Anda A001" in first.message_id and "Bapak Andi S." in first.message_id
+    again = desk.scan("K7Q2M9XA\t")
+    assert (again.verdict, again.ticket) == ("already_checked_in", "A001")
+    assert "A001" in again.message_id and "A001" in again.message_en
+    events = [json.loads(b)["type"] for (b,) in store.db.execute("SELECT body FROM outbox")]
+    assert events == ["checkin", "scan_rejected"]
+    assert store.db.execute("SELECT COUNT(*) FROM scans").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("payload, verdict", [
+    (b"", "unreadable"), (b"abc", "unreadable"), (b"\x00\x01K7Q2M9XA", "unreadable"),
+    ("K7Q2M9XA\u202e".encode(), "unreadable"), (b"X" * 5000, "unreadable"),
+    (b"ZZZZ9999", "unknown"), (b"CANCEL01", "cancelled"),
+])
+def test_simple_verdicts(desk_at, payload, verdict):
+    assert desk_at().scan(payload).verdict == verdict
+
+
+def test_windows_are_inclusive_and_messages_say_when(desk_at):
+    assert desk_at("08:00").scan("K7Q2M9XA").verdict == "ok"  # slot 09:00 - 60 min
+    r = desk_at("07:59").scan("TOMORROW")
+    assert r.verdict == "wrong_day" and r.detail == "2026-12-01"
+    assert "Selasa, 1 Desember 2026" in r.message_id and "December" in r.message_en
+    early = desk_at("07:59", "2026-12-01").scan("TOMORROW")
+    assert (early.verdict, early.detail) == ("too_early", "08:00")
+    assert "08:00" in early.message_id and "08:00" in early.message_en
+    assert desk_at("10:00", "2026-12-01").scan("TOMORROW").verdict == "ok"  # end 09:30 + 30
+
+
+def test_too_late(desk_at):
+    r = desk_at("10:01").scan("K7Q2M9XA")
+    assert (r.verdict, r.detail) == ("too_late", "10:00")
+
+
+def test_office_day_differs_from_utc_day(config, store):
+    """At 07:30 in Tarakan it is still the previous day in UTC."""
+    load(config, store, schedule_doc(DAY, [appointment("EARLYBRD", DAY, "08:00")]))
+    t = office_time(DAY, "07:30")
+    assert t.astimezone(__import__("zoneinfo").ZoneInfo("UTC")).date().isoformat() == "2026-11-29"
+    desk = CheckinDesk(store, config, Clock(store, config, wall=lambda: t.timestamp()))
+    r = desk.scan("EARLYBRD")
+    assert r.verdict == "ok"
+    assert store.db.execute("SELECT office_day FROM checkins").fetchone()[0] == DAY
+
+
+def test_signed_tickets(desk_at, config, store):
+    desk = desk_at("09:00")
+    r = desk.scan(signed_ticket())
+    assert (r.verdict, r.ticket) == ("ok", "B001")  # not in the cache: the ticket decides
+    assert desk.scan(signed_ticket(key=OTHER_KEY)).verdict == "bad_signature"
+    assert desk.scan(signed_ticket(office="JKT")).verdict == "wrong_office"
+    assert desk.scan(signed_ticket("CANCEL01")).verdict == "cancelled"  # the cache wins
+    assert desk.scan(signed_ticket("OTHERDAY", day="2026-12-03")).verdict == "wrong_day"
+    tampered = signed_ticket("TAMPER01")
+    head, kid, payload, sig = tampered.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    forged["b"] = "TAMPER02"
+    p2 = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    assert desk.scan(f"{head}.{kid}.{p2}.{sig}").verdict == "bad_signature"
+    assert desk.scan("AT1.k2026a.!!.??").verdict == "unreadable"
+
+
+def test_precedence_bad_signature_before_wrong_office(desk_at):
+    assert desk_at().scan(signed_ticket(office="JKT", key=OTHER_KEY)).verdict == "bad_signature"
+
+
+def test_no_schedule_for_plain_codes_only(config, store):
+    t = office_time(DAY, "09:00").timestamp()
+    desk = CheckinDesk(store, config, Clock(store, config, wall=lambda: t))
+    assert desk.scan("K7Q2M9XA").verdict == "no_schedule"
+    assert desk.scan(signed_ticket()).verdict == "ok"
+    # A stale schedule still admits the codes it knows; unknown codes get no_schedule.
+    stale = office_time(DAY, "00:00") - timedelta(hours=40)
+    load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY)], generated_at=stale))
+    assert desk.scan("K7Q2M9XA").verdict == "ok"
+    assert desk.scan("UNKNOWN9").verdict == "no_schedule"
+
+
+def test_clock_far_behind_uses_server_offset(config, store):
+    load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY)]))
+    real = office_time(DAY, "09:00").timestamp()
+    wrong = real - 86400 * 400  # booted in the past, before the build date
+    clock = Clock(store, config, wall=lambda: wrong)
+    record_server_date(store, real, wrong, synced=False)
+    desk = CheckinDesk(store, config, clock)
+    assert clock.corrected and clock.office_day() == DAY
+    assert desk.scan("K7Q2M9XA").verdict == "ok"
+
+
+def test_untrusted_clock_never_turns_applicants_away(config, store):
+    load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY, "15:00")]))
+    wrong = office_time("2025-01-01", "08:00").timestamp()  # before the build date
+    desk = CheckinDesk(store, config, Clock(store, config, wall=lambda: wrong))
+    assert not desk.clock.trusted
+    r = desk.scan("K7Q2M9XA")
+    assert r.verdict == "ok"
+    assert store.db.execute("SELECT office_day FROM checkins").fetchone()[0] == DAY
+
+
+def test_every_verdict_has_two_languages():
+    from appliance.checkin import messages_for
+
+    for v in VERDICTS:
+        detail = {"wrong_day": DAY, "too_early": "08:00", "too_late": "10:00"}.get(v)
+        mid, men = messages_for(v, "A001", detail, "Bapak Andi S.")
+        assert mid and men and mid != men
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_parser_never_raises_on_bytes(data):
+    assert isinstance(parse_payload(data, {"k2026a": KEY.public_raw}),
+                      PlainCode | SignedTicket | Unreadable)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_parser_never_raises_on_text(text):
+    parse_payload(text, {"k2026a": KEY.public_raw})
+    parse_payload("AT1.k2026a." + text, {"k2026a": KEY.public_raw})
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=64))
+def test_random_scans_always_recorded_with_one_event(desk_at, store, data):
+    desk = desk_at()
+    before = store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    r = desk.scan(data)
+    assert r.verdict in VERDICTS
+    assert store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == before + 1

@@ -1,0 +1,74 @@
+"""The config is strict: every mistake is one error naming the key and the file."""
+
+import pytest
+from conftest import KEY
+
+from appliance.config import load_config
+from appliance.errors import ConfigError
+
+BASE = ('[office]\nid = "TRK"\ntimezone = "Asia/Makassar"\n[storage]\npath = "a.db"\n'
+        f'[trust]\nkeys = {{ k2026a = "{KEY.public_b64}" }}\n')
+
+
+def load(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return load_config(p), str(p)
+
+
+def test_minimal_config_has_defaults_and_resolves_paths(tmp_path):
+    cfg, path = load(tmp_path, BASE)
+    assert cfg.checkin.early_minutes == 60 and cfg.checkin.late_minutes == 30
+    assert cfg.display.names == "first" and cfg.scanner.kind == "none"
+    assert cfg.storage.path == str(tmp_path / "a.db")
+    assert cfg.trusted_keys == {"k2026a": KEY.public_raw}
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("[checkin]\nearly_minuts = 5\n", ["checkin.early_minuts", "unknown key"]),
+    ("[checkin]\nearly_minutes = \"5\"\n", ["checkin.early_minutes", "integer"]),
+    ("[checkin]\nearly_minutes = -1\n", ["checkin.early_minutes", "between"]),
+    ("[checkin]\nlate_minutes = true\n", ["checkin.late_minutes", "integer"]),
+    ("[display]\nnames = \"initials\"\n", ["display.names", "allowed"]),
+    ("[scanner]\nbaudrate = 9601\n", ["scanner.baudrate"]),
+    ("[server]\nurl = \"ftp://x\"\n", ["server.url"]),
+    ("[gpio]\nnext_pins = [5, 99]\n", ["gpio.next_pins"]),
+    ("[bogus]\nx = 1\n", ["[bogus]", "unknown section"]),
+])
+def test_mistakes_name_key_and_file(tmp_path, extra, words):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, BASE + extra)
+    message = str(e.value)
+    assert str(tmp_path / "c.toml") in message
+    for w in words:
+        assert w in message
+    assert "\n" not in message
+
+
+def test_bad_timezone_and_office_and_key(tmp_path):
+    with pytest.raises(ConfigError, match="office.timezone"):
+        load(tmp_path, BASE.replace("Asia/Makassar", "Mars/Olympus"))
+    with pytest.raises(ConfigError, match="office.id"):
+        load(tmp_path, BASE.replace('"TRK"', '"trk lobby"'))
+    with pytest.raises(ConfigError, match="trust.keys"):
+        load(tmp_path, BASE.replace(KEY.public_b64, "c2hvcnQ="))
+
+
+def test_missing_section_file_and_broken_toml(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[trust\] is missing"):
+        load(tmp_path, BASE.split("[trust]")[0])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(tmp_path, "[office\n")
+
+
+def test_example_config_differs_only_in_its_placeholder_key(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "antrean.example.toml").read_text()
+    with pytest.raises(ConfigError, match="trust.keys"):
+        load(tmp_path, text)
+    text = text.replace("REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=", KEY.public_b64)
+    cfg, _ = load(tmp_path, text)
+    assert cfg.scanner.kind == "serial" and cfg.server.device_id == "trk-lobby-1"
