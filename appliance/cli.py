@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="the appliance at a glance")
     st.add_argument("--json", action="store_true")
 
+    dr = sub.add_parser("doctor", help="check this installation and say what to fix")
+    dr.add_argument("--json", action="store_true")
+
     dv = sub.add_parser("devserver", help="run the reference central server",
                         add_help=False)
     dv.add_argument("devserver_args", nargs=argparse.REMAINDER)
@@ -195,6 +198,15 @@ def cmd_status(args, config) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from appliance.doctor import as_json, format_checks, run_checks
+
+    checks = run_checks(args.config)
+    data = as_json(checks)
+    _print(args, data, format_checks(checks))
+    return 0 if data["ok"] else EXIT_FAILED
+
+
 def _run_service(args, config) -> int:
     if args.command == "scanner":
         from appliance.scanner_service import run
@@ -226,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             from sync.devserver import main as devserver_main
 
             return devserver_main(args.devserver_args)
+        if args.command == "doctor":
+            return cmd_doctor(args)
         if args.command == "demo":
             from appliance.demo import run_demo
 

@@ -109,7 +109,8 @@ def _parse_appointment(item, index: int, service_codes: set[str], day: str) -> A
     _require(salutation in SALUTATIONS, f"{where}.salutation {salutation!r} is not one of "
              "'Bapak', 'Ibu' or empty")
     service = item.get("service")
-    _require(service in service_codes, f"{where}.service {service!r} is not in services")
+    _require(isinstance(service, str) and service in service_codes,
+             f"{where}.service {service!r} is not in services")
     start = _instant(item.get("slot_start"), f"{where}.slot_start")
     end = _instant(item.get("slot_end"), f"{where}.slot_end")
     _require(end > start, f"{where} ({code}) has slot_end <= slot_start")
@@ -174,7 +175,8 @@ def verify_schedule(body: bytes, signature_header: str | None, config, *,
     for i, c in enumerate(counters):
         ok = (isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c["id"], bool)
               and 1 <= c["id"] <= 999 and isinstance(c.get("name"), str)
-              and isinstance(c.get("services"), list) and set(c["services"]) <= codes)
+              and isinstance(c.get("services"), list)
+              and all(isinstance(x, str) and x in codes for x in c["services"]))
         _require(ok, f"counters[{i}] needs an id 1-999, a name and services from the list")
         _require(c["id"] not in ids, f"counter id {c['id']} appears twice")
         ids.add(c["id"])

@@ -1,0 +1,207 @@
+"""``antrean doctor``: check a real installation and say what to fix.
+
+Each check is independent and reports ``ok``, ``warn`` or ``fail`` with one line of detail and,
+when not ok, one line saying what to do. Nothing is changed; the database is only opened
+read-only. Exit status 0 means no check failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+
+from appliance.errors import AntreanError
+
+
+@dataclass
+class Check:
+    name: str
+    level: str  # 'ok' | 'warn' | 'fail'
+    detail: str
+    fix: str = ""
+
+
+def _config_check(path):
+    from appliance.config import load_config
+
+    try:
+        config = load_config(path)
+    except AntreanError as e:
+        return None, Check("config", "fail", str(e), "fix the file; every key is in "
+                           "docs/config.md")
+    return config, Check("config", "ok", f"{config.path} is valid")
+
+
+def _keys_check(config) -> Check:
+    if not config.trust.keys:
+        return Check("trust keys", "fail", "no trusted keys in [trust] keys",
+                     "add the central server's public key (key id = base64)")
+    return Check("trust keys", "ok", "trusted key ids: " + ", ".join(sorted(config.trust.keys)))
+
+
+def _store_check(config) -> Check:
+    from appliance.store import Store
+
+    path = config.storage.path
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return Check("database", "fail", f"folder {folder} does not exist",
+                     "install the systemd units (StateDirectory=antrean creates it)")
+    if not os.path.exists(path):
+        return Check("database", "warn", f"{path} does not exist yet",
+                     "start antrean.target; the scanner service creates it")
+    try:
+        with Store(path, readonly=True) as store:
+            result = store.db.execute("PRAGMA quick_check").fetchone()[0]
+    except AntreanError as e:
+        return Check("database", "fail", str(e), "see `journalctl -u antrean-scanner`")
+    if result != "ok":
+        return Check("database", "fail", f"{path} is damaged: {result}",
+                     "stop the services and restore it from a backup")
+    return Check("database", "ok", f"{path} opens and passes quick_check")
+
+
+def _token_check(config) -> Check:
+    path = config.server.token_file
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Check("token", "fail", f"token file {path} does not exist",
+                     f"put the device token from the central server in {path} "
+                     "(mode 0640, owner root, group antrean)")
+    except PermissionError:
+        return Check("token", "fail", f"token file {path} is not readable by this user",
+                     "run doctor as root or as the antrean user")
+    if st.st_mode & stat.S_IROTH:
+        return Check("token", "warn", f"token file {path} is readable by everyone",
+                     f"chmod 0640 {path}")
+    return Check("token", "ok", f"{path} present")
+
+
+def _scanner_check(config) -> Check:
+    kind = config.scanner.kind
+    if kind in ("none", "stdin"):
+        return Check("scanner", "warn" if kind == "none" else "ok",
+                     f"scanner.kind = {kind!r}", "set scanner.kind for a real reader"
+                     if kind == "none" else "")
+    device = {"serial": config.scanner.port, "keyboard": config.scanner.device}.get(kind)
+    if kind == "camera":
+        present = glob.glob("/dev/video*") or glob.glob("/dev/media*")
+        if config.scanner.frames_dir:
+            return Check("scanner", "ok", f"camera frames from {config.scanner.frames_dir}")
+        return Check("scanner", "ok" if present else "fail",
+                     "camera devices: " + (", ".join(present) if present else "none"),
+                     "" if present else "connect the camera ribbon cable and enable it")
+    if not device or not os.path.exists(device):
+        return Check("scanner", "fail", f"{kind} scanner device {device!r} does not exist",
+                     "plug the scanner in; check `ls -l /dev/serial/by-id/` and the udev rule "
+                     "in systemd/99-antrean-scanner.rules")
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        os.close(fd)
+    except PermissionError:
+        return Check("scanner", "fail", f"{device} exists but cannot be opened by this user",
+                     "the antrean user needs group dialout (serial) or input (keyboard)")
+    except OSError as e:
+        return Check("scanner", "warn", f"{device} exists but did not open: {e.strerror}",
+                     "it may be held by the running scanner service; that is fine")
+    return Check("scanner", "ok", f"{kind} scanner at {device} opens")
+
+
+def _display_check() -> list[Check]:
+    cards = sorted(glob.glob("/dev/dri/card*"))
+    drm = Check("screen", "ok" if cards else "fail",
+                "DRM devices: " + (", ".join(cards) if cards else "none"),
+                "" if cards else "connect the HDMI monitor and check dtoverlay=vc4-kms-v3d "
+                "in /boot/firmware/config.txt")
+    try:
+        with open("/proc/asound/cards") as f:
+            sound = f.read().strip()
+    except OSError:
+        sound = ""
+    has_sound = bool(sound) and "no soundcards" not in sound
+    audio = Check("audio", "ok" if has_sound else "warn",
+                  "ALSA cards present" if has_sound else "no ALSA sound card",
+                  "" if has_sound else "calls will be silent; check the HDMI audio setting "
+                  "or set display.sound = \"off\"")
+    return [drm, audio]
+
+
+def _server_check(config) -> Check:
+    if not config.server.url:
+        return Check("server", "warn", "server.url is empty: no sync",
+                     "set server.url to the central server's API base URL")
+    import requests
+
+    from appliance import __version__
+    from appliance.clock import Clock
+
+    try:
+        with open(config.server.token_file) as f:
+            token = f.read().strip()
+    except OSError:
+        return Check("server", "fail", "cannot test the server without the token file",
+                     "fix the token check first")
+    day = Clock(None, config).office_day()
+    url = f"{config.server.url}/offices/{config.office.id}/schedule"
+    try:
+        r = requests.get(url, params={"date": day}, timeout=(5, 15),
+                         verify=config.server.ca_file or True,
+                         headers={"Authorization": f"Bearer {token}",
+                                  "User-Agent": f"antrean/{__version__} "
+                                                f"({config.server.device_id}) doctor"})
+    except requests.RequestException as e:
+        return Check("server", "fail", f"cannot reach {config.server.url}: "
+                     f"{type(e).__name__}", "check the network cable, DNS and the URL")
+    if r.status_code == 401:
+        return Check("server", "fail", "the server refused the device token (401)",
+                     "ask the central server's operators for a new token")
+    if r.status_code in (200, 304, 404):
+        return Check("server", "ok", f"reachable, token accepted (HTTP {r.status_code})")
+    return Check("server", "warn", f"the server answered HTTP {r.status_code}",
+                 "try again later; see `antrean status` for sync errors")
+
+
+def _clock_check() -> Check:
+    try:
+        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    if out == "yes":
+        return Check("clock", "ok", "system clock synchronised (NTP)")
+    return Check("clock", "warn", "system clock not known to be synchronised "
+                 f"(it reads {time.strftime('%Y-%m-%d %H:%M:%S %Z')})",
+                 "enable systemd-timesyncd or add an RTC; until then decisions use the "
+                 "server's Date header when the clock is off")
+
+
+def run_checks(config_path) -> list[Check]:
+    config, first = _config_check(config_path)
+    checks = [first]
+    if config is None:
+        return checks
+    checks += [_keys_check(config), _store_check(config), _scanner_check(config)]
+    checks += _display_check()
+    if config.server.url:
+        checks.append(_token_check(config))
+    checks += [_server_check(config), _clock_check()]
+    return checks
+
+
+def format_checks(checks: list[Check]) -> str:
+    lines = []
+    for c in checks:
+        lines.append(f"{c.level.upper():4} {c.name:11} {c.detail}")
+        if c.fix:
+            lines.append(f"{'':16} fix: {c.fix}")
+    return "\n".join(lines)
+
+
+def as_json(checks: list[Check]) -> dict:
+    return {"ok": not any(c.level == "fail" for c in checks),
+            "checks": [asdict(c) for c in checks]}
