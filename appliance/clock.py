@@ -1,9 +1,10 @@
 """Office time, corrected when the system clock is clearly wrong.
 
-A Raspberry Pi has no real-time clock: it can boot days in the past. The sync service stores
-the offset between this machine's clock and the server's ``Date`` header (kv ``clock``), tagged
-with the kernel's boot id because an offset measured in an earlier boot says nothing about this
-one. Every process then decides with :meth:`Clock.time`:
+A Raspberry Pi has no real-time clock: it can boot days in the past, and its clock can jump
+when NTP finally answers. The sync service stores the server's time from each ``Date`` header
+anchored to ``CLOCK_BOOTTIME`` (kv ``clock``: server time minus boot time, with the kernel's
+boot id), so the server's "now" stays known however the wall clock jumps during this boot; an
+anchor from an earlier boot is ignored. Every process then decides with :meth:`Clock.time`:
 
 - the server offset is used while the local clock is off by more than 5 minutes or earlier than
   the software's build date;
@@ -33,13 +34,23 @@ def boot_id() -> str:
         return ""
 
 
+def boottime() -> float:
+    """Seconds since boot, counting suspend; immune to wall-clock jumps."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def record_server_date(store, server_epoch: float, local_epoch: float, synced: bool,
-                       db=None) -> float:
-    """Store the server-minus-local offset for this boot; returns the offset in seconds."""
-    offset = server_epoch - local_epoch
-    store.set_kv("clock", {"offset_s": offset, "boot_id": boot_id(), "measured_at": local_epoch,
+                       db=None, *, boot_seconds: float | None = None) -> float:
+    """Anchor the server's time to this boot's clock; returns server minus local seconds.
+
+    ``server_epoch`` is the server's ``Date`` as just received, ``local_epoch`` the wall clock
+    at that moment, ``synced`` whether the system clock reports NTP synchronisation.
+    """
+    anchor = server_epoch - (boottime() if boot_seconds is None else boot_seconds)
+    store.set_kv("clock", {"server_minus_boottime": anchor, "boot_id": boot_id(),
+                           "offset_s": server_epoch - local_epoch, "measured_at": local_epoch,
                            "synced": bool(synced)}, db=db)
-    return offset
+    return server_epoch - local_epoch
 
 
 class Clock:
@@ -52,13 +63,15 @@ class Clock:
         '2026-11-30'
     """
 
-    def __init__(self, store, config, *, wall=time.time, refresh_s: float = 5.0):
+    def __init__(self, store, config, *, wall=time.time, boot=boottime,
+                 refresh_s: float = 5.0):
         self._store = store
         self.tz: ZoneInfo = config.tz
         self._wall = wall
+        self._boot = boot
         self._refresh_s = refresh_s
         self._read_at = float("-inf")
-        self._offset: float | None = None
+        self._anchor: float | None = None
         self.synced = False
 
     def _load(self) -> None:
@@ -67,37 +80,43 @@ class Clock:
             return
         self._read_at = now
         value = self._store.get_kv("clock") if self._store is not None else None
-        if value and value.get("boot_id") == boot_id():
-            self._offset = float(value["offset_s"])
+        if value and value.get("boot_id") == boot_id() and "server_minus_boottime" in value:
+            self._anchor = float(value["server_minus_boottime"])
             self.synced = bool(value.get("synced"))
         else:
-            self._offset = None
+            self._anchor = None
+
+    def server_time(self) -> float | None:
+        """The server's idea of now (from the last ``Date`` this boot), or None."""
+        self._load()
+        return None if self._anchor is None else self._anchor + self._boot()
 
     @property
     def offset(self) -> float | None:
-        """Server minus local clock, measured in this boot; ``None`` when unknown."""
-        self._load()
-        return self._offset
+        """Server minus local clock right now; ``None`` when unknown this boot."""
+        server = self.server_time()
+        return None if server is None else server - self._wall()
 
     @property
     def corrected(self) -> bool:
         """True while decisions use the server's time instead of the system clock."""
-        local = self._wall()
-        off = self.offset
-        return off is not None and (abs(off) > MAX_SKEW_S or local < _BUILD_EPOCH)
+        return self._choose()[1]
 
     @property
     def trusted(self) -> bool:
-        """False when the local clock is before the build date and no offset is known."""
-        return self._wall() >= _BUILD_EPOCH or self.offset is not None
+        """False when the local clock is before the build date and no server time is known."""
+        return self._wall() >= _BUILD_EPOCH or self.server_time() is not None
+
+    def _choose(self) -> tuple[float, bool]:
+        local = self._wall()
+        server = self.server_time()
+        if server is not None and (abs(server - local) > MAX_SKEW_S or local < _BUILD_EPOCH):
+            return server, True
+        return local, False
 
     def time(self) -> float:
         """Epoch seconds to decide with."""
-        local = self._wall()
-        off = self.offset
-        if off is not None and (abs(off) > MAX_SKEW_S or local < _BUILD_EPOCH):
-            return local + off
-        return local
+        return self._choose()[0]
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), self.tz)

@@ -130,15 +130,23 @@ def test_no_schedule_for_plain_codes_only(config, store):
     assert desk.scan("UNKNOWN9").verdict == "no_schedule"
 
 
-def test_clock_far_behind_uses_server_offset(config, store):
+def test_clock_far_behind_uses_server_time(config, store):
     load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY)]))
     real = office_time(DAY, "09:00").timestamp()
-    wrong = real - 86400 * 400  # booted in the past, before the build date
-    clock = Clock(store, config, wall=lambda: wrong)
-    record_server_date(store, real, wrong, synced=False)
+    wrong = [real - 86400 * 400]  # booted in the past, before the build date
+    boot = [100.0]
+    clock = Clock(store, config, wall=lambda: wrong[0], boot=lambda: boot[0], refresh_s=0)
+    record_server_date(store, real, wrong[0], synced=False, boot_seconds=boot[0])
     desk = CheckinDesk(store, config, clock)
     assert clock.corrected and clock.office_day() == DAY
     assert desk.scan("K7Q2M9XA").verdict == "ok"
+    # The wall clock jumps again (a bad NTP step) 10 minutes later: the anchor still holds.
+    boot[0] += 600
+    wrong[0] = real - 86400 * 30
+    assert clock.corrected and abs(clock.time() - (real + 600)) < 1e-6
+    # A correct wall clock within 5 minutes of the server is used as it is.
+    wrong[0] = real + 600 + 120
+    assert not clock.corrected and clock.time() == wrong[0]
 
 
 def test_untrusted_clock_never_turns_applicants_away(config, store):
