@@ -144,6 +144,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "next_pins": _Key(list, [], check=_check_pins),
         "recall_pins": _Key(list, [], check=_check_pins),
         "bounce_ms": _Key(int, 50, lo=0, hi=1000),
+        "mock_panel": _Key(str, ""),
     },
     "display": {
         "names": _Key(str, "first", choices=("full", "first", "none")),
@@ -161,7 +162,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
 REQUIRED_SECTIONS = ("office", "storage", "trust")
 # Keys whose value is a filesystem path: relative paths resolve against the config's folder.
 PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"),
-             ("scanner", "frames_dir"), ("display", "clips_dir"), ("display", "font")}
+             ("scanner", "frames_dir"), ("gpio", "mock_panel"), ("display", "clips_dir"),
+             ("display", "font")}
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class ScannerService:
         self.queue = Queue(self.store, config)
         self.backend = None
         self.gpio = None
+        self.panel = None
         self.scans = 0
         self._health: tuple[str, str] | None = None
         self._problems: dict[str, str] = {}
@@ -227,6 +228,13 @@ class ScannerService:
 
                 self.gpio = Gpio.from_config(self.config.gpio, self.inbox,
                                              pin_factory=self._pin_factory)
+                if self.config.gpio.mock_panel:
+                    from gpiozero import Device
+
+                    from drivers.button_panel import MockButtonPanel
+
+                    self.panel = MockButtonPanel(self.config.gpio.mock_panel,
+                                                 self._pin_factory or Device.pin_factory)
             except Exception as e:  # noqa: BLE001 - gpiozero raises many kinds off a Pi
                 self._set_problem("gpio", f"GPIO unavailable ({type(e).__name__}: {e}); "
                                           "check [gpio] pins or set gpio.enabled = false")
@@ -285,6 +293,8 @@ class ScannerService:
         self.notify.stopping()
         if self.backend is not None:
             self.backend.close()
+        if self.panel is not None:
+            self.panel.close()
         if self.gpio is not None:
             self.gpio.close()
         try:

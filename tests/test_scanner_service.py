@@ -276,3 +276,38 @@ def test_sd_notify_ready_watchdog_and_stopping(tmp_path):
         if proc.poll() is None:
             proc.kill()
         sock.close()
+
+
+def test_mock_button_panel_presses_counter_buttons_of_a_service_process(tmp_path):
+    """Another process presses counter 1's mock "next" button through the FIFO panel."""
+    panel = tmp_path / "panel"
+    cfg = make_config(tmp_path, '[scanner]\nkind = "stdin"\n[gpio]\nenabled = true\n'
+                      f'next_pins = [5]\nrecall_pins = [6]\nmock_panel = "{panel}"\n')
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "--config", cfg.path,
+                             "scanner"], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, cwd=Path(__file__).parent.parent)
+    try:
+        proc.stdin.write(f"{CODES[0]}\n{CODES[1]}\n".encode())
+        proc.stdin.flush()
+        wait_for(lambda: len(verdicts(cfg)) == 2 and panel.exists(), "two check-ins")
+        with open(panel, "w") as fifo:
+            fifo.write("press 5\nnonsense\n")
+        wait_for(lambda: len(calls(cfg)) == 1, "the next button's call")
+        with open(panel, "w") as fifo:
+            fifo.write("press 6\n")
+        wait_for(lambda: len(calls(cfg)) == 2, "the recall button's call")
+        assert calls(cfg) == [("A001", 1, "call"), ("A001", 1, "recall")]
+        proc.stdin.close()
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_mock_button_panel_refuses_real_pins(tmp_path):
+    from drivers.button_panel import MockButtonPanel
+    from drivers.errors import DriverError
+
+    with pytest.raises(DriverError, match="only drives mock pins"):
+        MockButtonPanel(str(tmp_path / "panel"), object())
