@@ -22,7 +22,7 @@ from appliance.config import load_config  # noqa: E402
 from appliance.keys import generate_key  # noqa: E402
 from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
-from bench.stats import line  # noqa: E402
+from bench.stats import line, result, summary  # noqa: E402
 from sync.demo_schedule import generate_schedule  # noqa: E402
 
 DAY = "2026-11-30"
@@ -56,6 +56,9 @@ def main() -> None:
                 imports.append((time.perf_counter() - t0) * 1000)
         print(f"schedule body: {len(body) / 1e6:.1f} MB, {APPOINTMENTS} appointments")
         print(line("verify + import 20k schedule", imports, 1000))
+        s = summary(imports)
+        result("verify + import a 20,000-appointment schedule", s["median"], "ms",
+               target=1000, p99=s["p99"])
 
         booked = [a for a in doc["appointments"] if a["status"] == "booked"]
         rng = random.Random(7)
@@ -73,6 +76,9 @@ def main() -> None:
                 verdicts[r.verdict] = verdicts.get(r.verdict, 0) + 1
         print(f"verdicts: {verdicts}")
         print(line(f"payload -> committed check-in ({SCANS} scans)", samples, 10))
+        s = summary(samples)
+        result("payload to committed check-in (CheckinDesk.scan)", s["median"], "ms",
+               target=10, p99=s["p99"])
 
 
 if __name__ == "__main__":

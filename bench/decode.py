@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stats import percentile, result  # noqa: E402
 from drivers.decoder import BACKENDS, get_decoder  # noqa: E402
 from drivers.scenes import add_noise, barcode_image, box_blur, scene  # noqa: E402
 
@@ -42,11 +43,6 @@ def scenes():
             yield f"{name}/blur", size, text, [box_blur(f, 1) for f in clean]
 
 
-def p99(values):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=40, help="decodes per case and backend")
@@ -67,12 +63,19 @@ def main() -> int:
                 hits += (got == [expected]) if expected else (got == [])
             medians[b] = statistics.median(times)
             totals[b] += times
-            row.append(f"{medians[b]:>11.2f}{p99(times):>11.2f}{100 * hits / args.repeat:>6.0f}")
+            tail = percentile(times, 99)
+            row.append(f"{medians[b]:>11.2f}{tail:>11.2f}{100 * hits / args.repeat:>6.0f}")
         ratio = medians["zxing"] / medians["pyzbar"] if medians["pyzbar"] else float("nan")
         print(f"{label:<22}{w}x{h:<5}  " + "  ".join(row) + f"{ratio:>8.2f}")
     z, p = statistics.median(totals["zxing"]), statistics.median(totals["pyzbar"])
     print(f"\nall cases: zxing median {z:.2f} ms, pyzbar median {p:.2f} ms, "
           f"zxing/pyzbar = {z / p:.2f}")
+    result("decode per frame, zxing-cpp (all cases)", z, "ms",
+           p99=percentile(totals["zxing"], 99))
+    result("decode per frame, pyzbar (all cases)", p, "ms",
+           p99=percentile(totals["pyzbar"], 99))
+    result("decode time ratio zxing / pyzbar", z / p, "x",
+           note="below 1: zxing-cpp faster, the default")
     return 0
 
 

@@ -1,0 +1,191 @@
+"""Call screen cost and latency: ``python bench/display.py [--frames N] [--trials N]``.
+
+1. CPU ms per frame at 1920x1080 (``time.process_time``): the naive renderer (everything
+   re-rendered without caches and the whole screen flipped each frame) against the real one
+   (cached text, changed widgets only, ``display.update(rects)``), idle (scrolling ticker) and
+   during a call (flashing box).
+2. The idle screen in the real loop capped at 30 fps: share of one core over a few seconds.
+3. Commit-to-screen latency: a writer process commits calls through ``Queue``; the render loop
+   notes when the frame showing each call has been handed to the display.
+
+Runs headless (SDL dummy drivers) in a temporary folder; prints medians, p99 and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import pygame  # noqa: E402
+from test_display_world import Mono, Office  # noqa: E402
+
+from display.screen import Screen  # noqa: E402
+
+LONG_NEWS = ["Harap siapkan dokumen asli Anda: KTP, Kartu Keluarga dan akta kelahiran.",
+             "Dilarang merokok di ruang tunggu.", "Terima kasih atas kesabaran Anda."]
+
+WRITER = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from test_display_world import Office
+from appliance.config import load_config
+from appliance.store import Store
+from appliance.queue import Queue
+import time
+config = load_config({config!r})
+queue = Queue(Store(config.storage.path), config)
+for line in sys.stdin:
+    counter = int(line)
+    queue.recall(counter)
+    print(time.time(), flush=True)
+"""
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def report(label, samples_ms):
+    print(f"  {label:<34} median {statistics.median(samples_ms):7.3f} ms"
+          f"   p99 {pct(samples_ms, 99):7.3f} ms")
+
+
+def frame_costs(office, naive: bool, frames: int, during_call: bool) -> list[float]:
+    surface = pygame.display.set_mode((1920, 1080))
+    mono = Mono()
+    view = office.view(mono)
+    screen = Screen(surface, office.config, wall=office.wall, naive=naive)
+    snap, new = view.poll()
+    screen.feed(snap, new, mono.t)
+    pygame.display.update(screen.frame(mono.t))
+    if during_call:
+        office.queue.recall(1)
+    costs = []
+    for _ in range(frames):
+        mono.t += 1 / 30
+        start = time.process_time()
+        snap, new = view.poll()
+        screen.feed(snap, new, mono.t)
+        dirty = screen.frame(mono.t)
+        if naive:
+            pygame.display.flip()
+        elif dirty:
+            pygame.display.update(dirty)
+        costs.append((time.process_time() - start) * 1000)
+        if during_call and mono.t - screen.moment_start > 4.0:   # stay within the flash
+            office.queue.recall(1)
+    view.close()
+    return costs
+
+
+def idle_share(office, seconds: float) -> float:
+    surface = pygame.display.set_mode((1920, 1080))
+    view = office.view()
+    screen = Screen(surface, office.config, wall=office.wall)
+    clock = pygame.time.Clock()
+    for _ in range(10):                       # warm the caches
+        snap, new = view.poll()
+        screen.feed(snap, new, time.monotonic())
+        pygame.display.update(screen.frame(time.monotonic()))
+        clock.tick(30)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    while time.monotonic() - wall0 < seconds:
+        now = time.monotonic()
+        snap, new = view.poll()
+        screen.feed(snap, new, now)
+        dirty = screen.frame(now)
+        if dirty:
+            pygame.display.update(dirty)
+        clock.tick(30)
+    view.close()
+    return (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
+
+
+def latency(office, trials: int) -> list[float]:
+    surface = pygame.display.set_mode((1920, 1080))
+    view = office.view()
+    screen = Screen(surface, office.config, wall=office.wall)
+    clock = pygame.time.Clock()
+    code = WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"), config=office.config.path)
+    writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    results = []
+    try:
+        for trial in range(trials):
+            counter = trial % 3 + 1
+            writer.stdin.write(f"{counter}\n")
+            writer.stdin.flush()
+            committed = float(writer.stdout.readline())
+            while True:
+                now = time.monotonic()
+                snap, new = view.poll()
+                screen.feed(snap, new, now)
+                dirty = screen.frame(now)
+                if dirty:
+                    pygame.display.update(dirty)
+                shown = screen.snapshot.counters and screen.snapshot.counters[0].id == counter \
+                    and screen.snapshot.calls and screen.snapshot.calls[-1].kind == "recall" \
+                    and screen.snapshot.calls[-1].at > 0 and new
+                if shown:
+                    results.append((time.time() - committed) * 1000)
+                    break
+                clock.tick(30)
+            clock.tick(30)
+    finally:
+        writer.stdin.close()
+        writer.wait(timeout=10)
+    view.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    pygame.display.init()
+    pygame.font.init()
+    with tempfile.TemporaryDirectory() as tmp:
+        office = Office(Path(tmp), counters=8, announcements=LONG_NEWS)
+        office.check_in(12)
+        for counter in (1, 2, 3):
+            office.queue.call_next(counter)
+        print("CPU per frame at 1920x1080 (process time):")
+        results = {}
+        for label, naive, call in (("naive, idle", True, False), ("real, idle", False, False),
+                                   ("naive, during a call", True, True),
+                                   ("real, during a call", False, True)):
+            results[label] = frame_costs(office, naive, args.frames, call)
+            report(label, results[label])
+        for state in ("idle", "during a call"):
+            naive = statistics.median(results[f"naive, {state}"])
+            real = statistics.median(results[f"real, {state}"])
+            print(f"  naive / real, {state:<14}        {naive / real:6.1f}x")
+        share = idle_share(office, args.idle_seconds)
+        print(f"Idle real loop at 30 fps: {share:.2f} % of one core "
+              f"(target < 2 %) over {args.idle_seconds:.0f} s")
+        lat = latency(office, args.trials)
+        print(f"Commit-to-screen latency over {len(lat)} calls: median "
+              f"{statistics.median(lat):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms"
+              " (target < 100 ms)")
+        office.close()
+    pygame.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
