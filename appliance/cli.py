@@ -222,7 +222,13 @@ def _run_service(args, config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # The reference server has options of its own; everything after `devserver` is its.
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "devserver":
+        args.devserver_args = list(args.devserver_args) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=os.environ.get("ANTREAN_LOG_LEVEL", "INFO").upper(),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 FORMAT = "antrean.schedule/1"
 OPEN, CLOSE = "08:00", "16:00"
-SLOT_MINUTES = 15
+SLOT_MINUTES = 30
 SERVICES = [{"code": "A", "name": "Paspor Baru"}, {"code": "B", "name": "Penggantian Paspor"}]
 COUNTERS = [
     {"id": 1, "name": "Loket 1", "services": ["A", "B"]},
@@ -82,7 +82,7 @@ def generate_schedule(office_id: str, office_name: str, tz_name: str, day: str,
                 break
         name, salutation = _name(rng)
         start = opens + timedelta(minutes=SLOT_MINUTES * (i * slots // max(appointments, 1)))
-        end = start + timedelta(minutes=SLOT_MINUTES * 2)
+        end = start + timedelta(minutes=SLOT_MINUTES)
         items.append({
             "booking_code": code, "name": name, "salutation": salutation,
             "service": "A" if rng.random() < 0.6 else "B",

@@ -1,0 +1,783 @@
+"""The reference central server: the contract's server side on loopback, with fault switches.
+
+It exists so the demo runs without the ministry's server and so the tests speak real HTTP
+over real sockets to something that behaves exactly as central-api.md says, and that can be
+told to misbehave in every way the appliance must survive. aiohttp serves it (streaming
+responses for the push stream and the 1 GiB body). Decisions where the contract is silent are
+written down in docs/api.md.
+
+Run it::
+
+    antrean devserver --port 8080 --state /tmp/central --token dev-token
+
+Or in-process for a test::
+
+    >>> with DevServer() as server:                        # doctest: +SKIP
+    ...     server.admin("POST", "/_admin/faults", {"status": 500, "retry_after": 1})
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import secrets
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE
+from appliance.errors import KeyFileError
+from appliance.keys import b64url_encode, generate_key, load_key_file, write_key_file
+from sync.demo_schedule import FORMAT, generate_schedule, next_day, office_today
+
+MAX_EVENTS_PER_BATCH = 100
+HUGE_BODY_BYTES = 1 << 30
+EVENT_TYPES = {
+    "checkin": {"booking_code": str, "ticket": str, "service": str, "offline": bool},
+    "scan_rejected": {"reason": str, "payload_sha256": str},
+    "call": {"ticket": str, "counter": int},
+    "recall": {"ticket": str, "counter": int},
+    "no_show": {"ticket": str, "counter": int},
+}
+HEARTBEAT_FIELDS = ("version", "uptime_s", "schedule", "outbox", "scanner", "display", "clock")
+ENDPOINTS = ("schedule", "events", "stream", "heartbeat")
+BODY_FAULTS = (None, "truncated", "garbage", "html", "huge")
+DEFAULT_FAULTS: dict[str, Any] = {
+    "down": False,          # close the connection without an answer
+    "slow": 0.0,            # seconds to wait before answering
+    "status": None,         # answer this status (e.g. 500, 429, 503, 408, 400) instead
+    "retry_after": None,    # seconds, sent as Retry-After with ``status``
+    "body": None,           # truncated | garbage | html | huge (1 GiB, streamed lazily)
+    "signature": None,      # wrong | missing (schedule only)
+    "office": None,         # serve the schedule of this other office id instead
+    "revoked": False,       # every token is refused with 401
+    "stream_cut": False,    # the push stream closes in the middle of its next event
+    "clock_offset_s": 0.0,  # the Date header lies by this much (not reset by ``times``)
+    "endpoints": None,      # list of endpoint names the faults apply to (None: all)
+    "times": None,          # the faults clear themselves after this many faulted requests
+}
+PUSH_EVENTS = ("schedule", "call", "announcements")
+FAULTS = web.RequestKey("faults", dict)
+
+
+class DevServerError(ValueError):
+    """Bad options or admin input for the reference server."""
+
+
+def _utc_z(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def _parse_z(text: Any) -> bool:
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return False
+    try:
+        datetime.fromisoformat(text[:-1] + "+00:00")
+    except ValueError:
+        return False
+    return True
+
+
+def _json_bytes(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check_faults(changes: dict) -> None:
+    """Raise ``DevServerError`` for an unknown fault name or a value it cannot take."""
+    for name, value in changes.items():
+        if name not in DEFAULT_FAULTS:
+            raise DevServerError(f"unknown fault {name!r}; known: {', '.join(DEFAULT_FAULTS)}")
+        if name == "body" and value not in BODY_FAULTS:
+            raise DevServerError(f"body fault must be one of {BODY_FAULTS}")
+        if name == "signature" and value not in (None, "wrong", "missing"):
+            raise DevServerError("signature fault must be null, 'wrong' or 'missing'")
+        if name == "endpoints" and value is not None and (
+                not isinstance(value, list) or not set(value) <= set(ENDPOINTS)):
+            raise DevServerError(f"endpoints must be a list drawn from {ENDPOINTS}")
+
+
+class CentralState:
+    """Everything the server knows: schedules, received events, pushes, faults.
+
+    Lives on the event loop's thread only (its SQLite connection is made there).
+    """
+
+    def __init__(self, *, office_id: str, office_name: str, tz_name: str, appointments: int,
+                 token: str, key, state_dir: str, keepalive_s: float):
+        self.office_id = office_id
+        self.office_name = office_name
+        self.tz_name = tz_name
+        self.appointments = appointments
+        self.token = token
+        self.key = key
+        self.keepalive_s = keepalive_s
+        self.faults = dict(DEFAULT_FAULTS)
+        self.overrides: dict[str, dict] = {}    # date -> {version, closed, document, count}
+        self._bodies: dict[tuple, tuple[bytes, str]] = {}
+        self.heartbeats: dict[str, dict] = {}
+        self.requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        self.user_agents: list[str] = []
+        self.streams = 0
+        self.stream_generation = 0
+        self.push_event: asyncio.Event | None = None
+        self.db = sqlite3.connect(os.path.join(state_dir, "central.db"), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS events (
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, device TEXT NOT NULL,
+                type TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS pushes (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,
+                event TEXT NOT NULL, data TEXT NOT NULL, at REAL NOT NULL);
+        """)
+
+    # faults ------------------------------------------------------------------------------
+
+    def set_faults(self, changes: dict) -> dict:
+        if changes.get("reset"):
+            offset = self.faults["clock_offset_s"]
+            self.faults = dict(DEFAULT_FAULTS)
+            self.faults["clock_offset_s"] = offset
+            changes = {k: v for k, v in changes.items() if k != "reset"}
+        check_faults(changes)
+        for name, value in changes.items():
+            self.faults[name] = value
+        return dict(self.faults)
+
+    def faults_for(self, endpoint: str) -> dict | None:
+        """The faults that hit this request (counting down ``times``), or None."""
+        f = self.faults
+        active = {k: v for k, v in f.items() if k not in ("clock_offset_s", "endpoints", "times")
+                  and v != DEFAULT_FAULTS[k]}
+        if not active or (f["endpoints"] is not None and endpoint not in f["endpoints"]):
+            return None
+        snapshot = dict(f)
+        if f["times"] is not None:
+            f["times"] -= 1
+            if f["times"] <= 0:
+                self.set_faults({"reset": True})
+        return snapshot
+
+    # schedules ---------------------------------------------------------------------------
+
+    def today(self) -> str:
+        return office_today(self.tz_name, time.time() + self.faults["clock_offset_s"])
+
+    def schedule_version(self, day: str) -> int:
+        return self.overrides.get(day, {}).get("version", 1)
+
+    def schedule_document(self, day: str, office_id: str | None = None) -> dict | None:
+        """The current document for ``day``, or None when the office is closed that day."""
+        o = self.overrides.get(day, {})
+        if o.get("closed") or (not o and day not in (self.today(), next_day(self.today()))):
+            return None
+        if "document" in o:
+            return o["document"]
+        gen = o.get("generated_at")
+        if gen is None:   # stable across restarts: "made at 21:00 UTC the evening before"
+            gen = datetime.fromisoformat(day + "T00:00:00+00:00").timestamp() - 3 * 3600
+        office = office_id or self.office_id
+        name = self.office_name if office == self.office_id else f"Kantor Imigrasi {office}"
+        return generate_schedule(office, name, self.tz_name, day,
+                                 o.get("appointments", self.appointments),
+                                 version=self.schedule_version(day), generated_at=gen)
+
+    def schedule_body(self, day: str, office_id: str | None = None) -> tuple[bytes, str] | None:
+        """(body, etag) for ``day``, cached until the schedule changes."""
+        cache_key = (day, office_id, self.schedule_version(day))
+        if cache_key not in self._bodies:
+            doc = self.schedule_document(day, office_id)
+            if doc is None:
+                return None
+            body = _json_bytes(doc)
+            self._bodies[cache_key] = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        return self._bodies[cache_key]
+
+    def change_schedule(self, change: dict) -> dict:
+        day = change.get("date") or self.today()
+        try:
+            datetime.strptime(day, "%Y-%m-%d")
+        except (TypeError, ValueError):
+            raise DevServerError(f"date {day!r} is not YYYY-MM-DD") from None
+        o = self.overrides.setdefault(day, {})
+        o["version"] = self.schedule_version(day) + 1
+        o["generated_at"] = time.time()
+        if "closed" in change:
+            o["closed"] = bool(change["closed"])
+        if "appointments" in change:
+            if not isinstance(change["appointments"], int) or change["appointments"] < 0:
+                raise DevServerError("appointments must be a whole number >= 0")
+            o["appointments"] = change["appointments"]
+        if "document" in change:
+            if not isinstance(change["document"], dict):
+                raise DevServerError("document must be a JSON object")
+            o["document"] = change["document"]
+        if change.get("push", True):
+            self.push("*", "schedule", {"date": day, "version": o["version"]})
+        body = self.schedule_body(day)
+        return {"date": day, "version": o["version"], "etag": body[1] if body else None}
+
+    # events ------------------------------------------------------------------------------
+
+    def receive_events(self, device: str, events: list) -> list[dict]:
+        results = []
+        now = time.time()
+        with contextlib.closing(self.db.cursor()) as cur:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for event in events:
+                    results.append(self._receive_one(cur, device, event, now))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return results
+
+    def _receive_one(self, cur, device: str, event: Any, now: float) -> dict:
+        if not isinstance(event, dict):
+            return {"id": None, "status": "rejected", "reason": "an event must be a JSON object"}
+        eid = event.get("id")
+        if not isinstance(eid, str) or not 1 <= len(eid) <= 128:
+            return {"id": eid if isinstance(eid, str) else None, "status": "rejected",
+                    "reason": "id must be a string of 1 to 128 characters"}
+        if cur.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone():
+            return {"id": eid, "status": "duplicate"}
+        problem = self._event_problem(event)
+        if problem:
+            return {"id": eid, "status": "rejected", "reason": problem}
+        cur.execute("INSERT INTO events(id, device, type, body, received_at) VALUES (?,?,?,?,?)",
+                    (eid, device, event["type"], json.dumps(event, ensure_ascii=False), now))
+        return {"id": eid, "status": "accepted"}
+
+    @staticmethod
+    def _event_problem(event: dict) -> str | None:
+        fields = EVENT_TYPES.get(event.get("type"))
+        if fields is None:
+            return f"unknown type {event.get('type')!r}; known: {', '.join(EVENT_TYPES)}"
+        if not _parse_z(event.get("at")):
+            return "at must be an RFC 3339 UTC time ending in Z"
+        for name, kind in fields.items():
+            value = event.get(name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                return f"{name} is missing or not a {kind.__name__}"
+        if event["type"] == "scan_rejected":
+            code = event.get("booking_code", "missing")
+            if code is not None and not isinstance(code, str):
+                return "booking_code must be a string or null"
+        return None
+
+    def received(self, device: str | None) -> list[dict]:
+        sql, args = "SELECT body FROM events ORDER BY seq", ()
+        if device:
+            sql, args = "SELECT body FROM events WHERE device = ? ORDER BY seq", (device,)
+        return [json.loads(row[0]) for row in self.db.execute(sql, args)]
+
+    # pushes ------------------------------------------------------------------------------
+
+    def push(self, device: str, event: str, data: dict) -> int:
+        cur = self.db.execute("INSERT INTO pushes(device, event, data, at) VALUES (?,?,?,?)",
+                              (device, event, _json_bytes(data).decode(), time.time()))
+        self._wake()
+        return cur.lastrowid
+
+    def _wake(self) -> None:
+        if self.push_event is not None:
+            self.push_event.set()
+        self.push_event = asyncio.Event()
+
+    def pushes_after(self, device: str, after: int) -> list[tuple[int, str, str]]:
+        return self.db.execute("SELECT id, event, data FROM pushes WHERE id > ? AND device IN"
+                               " (?, '*') ORDER BY id", (after, device)).fetchall()
+
+    def last_push_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM pushes").fetchone()[0]
+
+    def close_streams(self) -> None:
+        self.stream_generation += 1
+        self._wake()
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+async def _drop_connection(request: web.Request) -> web.StreamResponse:
+    """Close the socket without an answer, like a dead server or a cut cable."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise asyncio.CancelledError()
+
+
+async def _send(request: web.Request, status: int, body: bytes, headers: dict,
+                content_type: str = "application/json") -> web.StreamResponse:
+    """Answer ``body``, or a broken version of it when a body fault is switched on."""
+    fault = (request.get(FAULTS) or {}).get("body")
+    if fault == "garbage":
+        body, status = random.Random(len(body)).randbytes(max(64, len(body) // 2)), 200
+    elif fault == "html":
+        body, status, content_type = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway"
+                                      b"</title></head><body>nginx</body></html>", 200,
+                                      "text/html")
+    elif fault == "huge":
+        return await _send_huge(request, headers)
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_type = content_type
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    if fault == "truncated":
+        await resp.write(body[: len(body) // 2])
+        return await _drop_connection(request)
+    await resp.write(body)
+    return resp
+
+
+async def _send_huge(request: web.Request, headers: dict) -> web.StreamResponse:
+    """1 GiB of JSON-looking bytes, chunked, made one MiB at a time (never held whole)."""
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.content_type = "application/json"
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    item = b'{"booking_code":"PADDING0","name":"Padding"},'
+    chunk = item * ((1 << 20) // len(item))
+    sent = 0
+    try:
+        await resp.write(b'{"format":"' + FORMAT.encode() + b'","appointments":[')
+        while sent < HUGE_BODY_BYTES:
+            await resp.write(chunk)
+            sent += len(chunk)
+        await resp.write(b"{}]}")
+    except (ConnectionError, RuntimeError):
+        pass   # the client gave up, as it should
+    return resp
+
+
+def build_app(state: CentralState) -> web.Application:
+    """The aiohttp application serving ``state``."""
+
+    @web.middleware
+    async def contract(request: web.Request, handler):
+        if request.path.startswith("/_admin/") or request.match_info.route.name is None:
+            return await handler(request)
+        endpoint = request.match_info.route.name
+        state.requests[endpoint] += 1
+        state.user_agents.append(request.headers.get("User-Agent", ""))
+        del state.user_agents[:-50]
+        faults = state.faults_for(endpoint)
+        if faults and faults["slow"]:
+            await asyncio.sleep(float(faults["slow"]))
+        if faults and faults["down"]:
+            return await _drop_connection(request)
+        if (faults and faults["revoked"]) or \
+                request.headers.get("Authorization") != f"Bearer {state.token}":
+            return _error(401, "the device token is missing, unknown or revoked",
+                          {"WWW-Authenticate": 'Bearer realm="antrean"'})
+        if faults and faults["status"]:
+            headers = {}
+            if faults["retry_after"] is not None:
+                headers["Retry-After"] = str(faults["retry_after"])
+            return _error(int(faults["status"]), "fault switch: forced status", headers)
+        request[FAULTS] = faults
+        return await handler(request)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = formatdate(time.time() + state.faults["clock_offset_s"],
+                                              usegmt=True)
+
+    def device_of(request: web.Request) -> str:
+        device = request.match_info["device"]
+        if not DEVICE_ID_RE.match(device):
+            raise web.HTTPNotFound(text='{"error": "unknown device id"}',
+                                   content_type="application/json")
+        return device
+
+    async def get_schedule(request: web.Request) -> web.StreamResponse:
+        office = request.match_info["office"]
+        day = request.query.get("date", "")
+        try:
+            datetime.strptime(day, "%Y-%m-%d")
+        except ValueError:
+            return _error(400, "date must be given as ?date=YYYY-MM-DD")
+        if office != state.office_id:
+            return _error(404, f"unknown office {office!r}")
+        faults = request.get(FAULTS) or {}
+        served = state.schedule_body(day, faults.get("office"))
+        if served is None:
+            return _error(404, f"no schedule for {day}: the office is closed")
+        body, etag = served
+        if_none = request.headers.get("If-None-Match", "")
+        tags = {t.strip().removeprefix("W/") for t in if_none.split(",") if t.strip()}
+        if etag in tags or "*" in tags:
+            return web.Response(status=304, headers={"ETag": etag})
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if faults.get("signature") == "wrong":
+            headers["X-Antrean-Signature"] = generate_key(state.key.keyid).sign_header(body)
+        elif faults.get("signature") != "missing":
+            headers["X-Antrean-Signature"] = state.key.sign_header(body)
+        return await _send(request, 200, body, headers)
+
+    async def device_and_body(request: web.Request) -> tuple[str, Any]:
+        device = device_of(request)
+        try:
+            return device, json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}',
+                                     content_type="application/json") from None
+
+    async def post_events(request: web.Request) -> web.StreamResponse:
+        device, doc = await device_and_body(request)
+        events = doc.get("events") if isinstance(doc, dict) else None
+        if not isinstance(events, list):
+            return _error(400, 'the body must be {"events": [...]}')
+        if len(events) > MAX_EVENTS_PER_BATCH:
+            return _error(413, f"at most {MAX_EVENTS_PER_BATCH} events per request")
+        results = state.receive_events(device, events)
+        return await _send(request, 200, _json_bytes({"results": results}), {})
+
+    async def post_heartbeat(request: web.Request) -> web.StreamResponse:
+        device, doc = await device_and_body(request)
+        missing = [k for k in HEARTBEAT_FIELDS if not isinstance(doc, dict) or k not in doc]
+        if missing:
+            return _error(400, f"heartbeat lacks {', '.join(missing)}")
+        doc["received_at"] = time.time()
+        state.heartbeats[device] = doc
+        return web.Response(status=204)
+
+    async def get_stream(request: web.Request) -> web.StreamResponse:
+        device = device_of(request)
+        last = request.headers.get("Last-Event-ID", "").strip()
+        cursor = int(last) if last.isdigit() else state.last_push_id()
+        generation = state.stream_generation
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        state.streams += 1
+        try:
+            await resp.write(b": connected\n\n")
+            if not last.isdigit():   # give a fresh client its resume point
+                await resp.write(f"id: {cursor}\n\n".encode())
+            while generation == state.stream_generation:
+                if state.push_event is None:
+                    state._wake()
+                woken = state.push_event
+                for pid, event, data in state.pushes_after(device, cursor):
+                    chunk = f"id: {pid}\nevent: {event}\ndata: {data}\n\n".encode()
+                    if state.faults["stream_cut"]:
+                        await resp.write(chunk[: len(chunk) // 2])
+                        return await _drop_connection(request)
+                    await resp.write(chunk)
+                    cursor = pid
+                try:
+                    await asyncio.wait_for(woken.wait(), state.keepalive_s)
+                except TimeoutError:
+                    await resp.write(b": keepalive\n\n")
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            state.streams -= 1
+        return resp
+
+    # admin (never faulted; loopback tooling for tests and demos) -------------------------
+
+    async def admin_json(request: web.Request) -> dict:
+        try:
+            doc = await request.json()
+        except ValueError:
+            raise DevServerError("the admin body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise DevServerError("the admin body must be a JSON object")
+        return doc
+
+    def admin(fn):
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return web.json_response(await fn(request))
+            except DevServerError as e:
+                return _error(400, str(e))
+        return wrapped
+
+    @admin
+    async def admin_faults(request: web.Request) -> dict:
+        if request.method == "POST":
+            return state.set_faults(await admin_json(request))
+        return dict(state.faults)
+
+    @admin
+    async def admin_schedule(request: web.Request) -> dict:
+        if request.method == "POST":
+            return state.change_schedule(await admin_json(request))
+        day = request.query.get("date") or state.today()
+        return {"document": state.schedule_document(day)}
+
+    @admin
+    async def admin_push(request: web.Request) -> dict:
+        doc = await admin_json(request)
+        event, data = doc.get("event"), doc.get("data")
+        if event not in PUSH_EVENTS or not isinstance(data, dict):
+            raise DevServerError(f"push needs event in {PUSH_EVENTS} and a data object")
+        if event == "call":
+            data = {"id": secrets.token_hex(8), "at": _utc_z(time.time()), **data}
+        pid = state.push(doc.get("device") or "*", event, data)
+        return {"id": pid, "data": data}
+
+    @admin
+    async def admin_events(request: web.Request) -> dict:
+        return {"events": state.received(request.query.get("device"))}
+
+    @admin
+    async def admin_state(request: web.Request) -> dict:
+        return {"streams": state.streams, "requests": state.requests,
+                "heartbeats": state.heartbeats, "user_agents": state.user_agents[-5:],
+                "faults": state.faults, "today": state.today(), "keyid": state.key.keyid,
+                "public_key": state.key.public_b64, "last_push_id": state.last_push_id()}
+
+    @admin
+    async def admin_token(request: web.Request) -> dict:
+        token = (await admin_json(request)).get("token")
+        if not isinstance(token, str) or not token:
+            raise DevServerError("token must be a non-empty string")
+        state.token = token
+        return {"ok": True}
+
+    @admin
+    async def admin_close_streams(request: web.Request) -> dict:
+        state.close_streams()
+        return {"ok": True}
+
+    @admin
+    async def admin_ticket(request: web.Request) -> dict:
+        day = request.query.get("date") or state.today()
+        code = request.query.get("booking_code", "").upper()
+        doc = state.schedule_document(day) or {}
+        for a in doc.get("appointments", []):
+            if a["booking_code"] == code:
+                payload = {"b": code, "o": state.office_id, "s": a["slot_start"],
+                           "e": a["slot_end"], "v": a["service"], "n": a["name"],
+                           "p": int(a["priority"])}
+                head = f"AT1.{state.key.keyid}.{b64url_encode(_json_bytes(payload))}"
+                return {"ticket": f"{head}.{b64url_encode(state.key.sign(head.encode()))}"}
+        raise DevServerError(f"booking code {code!r} is not in the schedule of {day}")
+
+    app = web.Application(middlewares=[contract], client_max_size=4 << 20)
+    app.on_response_prepare.append(on_prepare)
+    r = app.router
+    r.add_get("/offices/{office}/schedule", get_schedule, name="schedule")
+    r.add_post("/devices/{device}/events", post_events, name="events")
+    r.add_get("/devices/{device}/stream", get_stream, name="stream")
+    r.add_post("/devices/{device}/heartbeat", post_heartbeat, name="heartbeat")
+    r.add_route("*", "/_admin/faults", admin_faults)
+    r.add_route("*", "/_admin/schedule", admin_schedule)
+    r.add_post("/_admin/push", admin_push)
+    r.add_get("/_admin/events", admin_events)
+    r.add_get("/_admin/state", admin_state)
+    r.add_post("/_admin/token", admin_token)
+    r.add_post("/_admin/close-streams", admin_close_streams)
+    r.add_get("/_admin/ticket", admin_ticket)
+    return app
+
+
+# --- running it ---------------------------------------------------------------------------
+
+def _load_or_make_key(key_path: str | None, state_dir: str, keyid: str):
+    if key_path:
+        return load_key_file(key_path), False
+    path = os.path.join(state_dir, "devserver.key")
+    if os.path.exists(path):
+        return load_key_file(path), False
+    key = generate_key(keyid)
+    write_key_file(key, path)
+    return key, True
+
+
+class DevServer:
+    """The reference server on its own thread and event loop, for tests and the demo.
+
+    ``port=0`` picks a free port; ``url`` is the base URL once started. ``admin()`` talks to
+    the admin endpoints over real HTTP, like any other client would.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, key_path: str | None = None,
+                 office: str = "TRK", office_name: str = "Kantor Imigrasi Kelas II TPI Tarakan",
+                 timezone_name: str = "Asia/Makassar", state_dir: str | None = None,
+                 token: str = "dev-token", appointments: int = 120, keepalive_s: float = 15.0,
+                 keyid: str = "dev", faults: dict | None = None):
+        self.host, self.port = host, port
+        self._tmp = None
+        if state_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="antrean-central-")
+            state_dir = self._tmp.name
+        os.makedirs(state_dir, exist_ok=True)
+        self.state_dir = state_dir
+        self.key, self.key_created = _load_or_make_key(key_path, state_dir, keyid)
+        self._options = dict(office_id=office, office_name=office_name, tz_name=timezone_name,
+                             appointments=appointments, token=token, key=self.key,
+                             state_dir=state_dir, keepalive_s=keepalive_s)
+        self._faults = faults or {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self.state: CentralState | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _start_async(self) -> None:
+        self.state = CentralState(**self._options)
+        self.state.set_faults(self._faults)
+        self._runner = web.AppRunner(build_app(self.state), access_log=None,
+                                     handler_cancellation=True, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._start_async())
+        except BaseException as e:   # reported to start()'s caller
+            self._error = e
+            self._started.set()
+            loop.close()
+            return
+        self._started.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        if self.state is not None:
+            self.state.db.close()
+        loop.close()
+
+    def start(self) -> DevServer:
+        self._thread = threading.Thread(target=self._thread_main, name="devserver", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise DevServerError(f"cannot start the reference server on {self.host}:"
+                                 f"{self.port}: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def admin(self, method: str, path: str, body: dict | None = None) -> dict:
+        import requests  # only the tooling side needs it
+        r = requests.request(method, self.url + path, json=body, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="antrean devserver",
+                                description="Run the reference central server (loopback demo).")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--key", metavar="KEYFILE", help="signing key from `antrean keygen` "
+                   "(default: STATE/devserver.key, made on first start)")
+    p.add_argument("--keyid", default="dev", help="key id for a newly made key")
+    p.add_argument("--office", default="TRK")
+    p.add_argument("--office-name", default="Kantor Imigrasi Kelas II TPI Tarakan")
+    p.add_argument("--timezone", default="Asia/Makassar")
+    p.add_argument("--state", metavar="DIR", help="folder for received events and the key "
+                   "(default: a temporary folder, forgotten at exit)")
+    p.add_argument("--token", default="dev-token", help="the device token to accept")
+    p.add_argument("--appointments", type=int, default=120, help="bookings per generated day")
+    p.add_argument("--keepalive", type=float, default=15.0, help="seconds between stream "
+                   "comment lines")
+    p.add_argument("--faults", default="{}", help='faults at start as JSON, e.g. '
+                   '\'{"status": 429, "retry_after": 5}\'')
+    return p
+
+
+def _check_options(args: argparse.Namespace) -> dict:
+    if not OFFICE_ID_RE.match(args.office):
+        raise DevServerError(f"--office {args.office!r} must be 1-16 of A-Z 0-9 _ -")
+    if not KEY_ID_RE.match(args.keyid):
+        raise DevServerError(f"--keyid {args.keyid!r} must be 1-32 of A-Z a-z 0-9 _ -")
+    if not 0 <= args.appointments <= 200_000:
+        raise DevServerError("--appointments must be between 0 and 200000")
+    if not 0 <= args.port <= 65535:
+        raise DevServerError("--port must be between 0 and 65535")
+    if args.keepalive <= 0:
+        raise DevServerError("--keepalive must be above 0 seconds")
+    try:
+        office_today(args.timezone, 0)
+    except (ValueError, KeyError):
+        raise DevServerError(f"--timezone {args.timezone!r} is not an IANA time zone "
+                             "name (for example Asia/Makassar)") from None
+    try:
+        faults = json.loads(args.faults)
+    except ValueError:
+        raise DevServerError(f"--faults {args.faults!r} is not JSON; "
+                             'write e.g. \'{"status": 500}\'') from None
+    if not isinstance(faults, dict):
+        raise DevServerError("--faults must be a JSON object")
+    check_faults({k: v for k, v in faults.items() if k != "reset"})
+    return faults
+
+
+def main(argv: list[str]) -> int:
+    """``antrean devserver``: serve until Ctrl-C / SIGTERM."""
+    args = _parser().parse_args(argv)
+    try:
+        faults = _check_options(args)
+        server = DevServer(host=args.host, port=args.port, key_path=args.key,
+                           office=args.office, office_name=args.office_name,
+                           timezone_name=args.timezone, state_dir=args.state,
+                           token=args.token, appointments=args.appointments,
+                           keepalive_s=args.keepalive, keyid=args.keyid, faults=faults)
+        server.start()
+    except (DevServerError, KeyFileError, OSError) as e:
+        print(f"antrean devserver: {e}", file=sys.stderr)
+        return 2
+    print(f"antrean devserver: serving {server.url} for office {args.office} "
+          f"({args.timezone}); state in {server.state_dir}", flush=True)
+    print(f"  trust this key in the appliance config: [trust] keys = "
+          f'{{ {server.key.keyid} = "{server.key.public_b64}" }}', flush=True)
+    print(f"  server.url = \"{server.url}\"; the device token is in --token "
+          "(not printed)", flush=True)
+    import signal
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

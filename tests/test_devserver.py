@@ -1,0 +1,95 @@
+"""The reference server itself: generated schedules, permanent de-duplication, its command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import requests
+
+from appliance.keys import verify_header
+from sync.demo_schedule import generate_schedule
+from sync.devserver import DevServer, main
+
+AUTH = {"Authorization": "Bearer dev-token"}
+
+
+def test_generated_schedule_is_believable_at_20000():
+    doc = generate_schedule("TRK", "Kantor Imigrasi", "Asia/Makassar", "2026-11-30", 20_000)
+    items = doc["appointments"]
+    assert len(items) == 20_000
+    assert len({a["booking_code"] for a in items}) == 20_000
+    assert {a["service"] for a in items} == {"A", "B"}
+    assert Counter(a["salutation"] for a in items).keys() == {"Bapak", "Ibu", ""}
+    assert 0 < sum(a["priority"] for a in items) < 3000
+    assert 0 < sum(a["status"] == "cancelled" for a in items) < 2000
+    assert all("T08:" <= a["slot_start"][10:14] and a["slot_end"] <= "2026-11-30T16:00:00+08:00"
+               for a in items)
+    assert generate_schedule("TRK", "K", "Asia/Makassar", "2026-11-30", 5) == \
+        generate_schedule("TRK", "K", "Asia/Makassar", "2026-11-30", 5)
+
+
+def test_signature_date_and_restart_keeps_duplicates(tmp_path):
+    state = str(tmp_path / "central")
+    event = {"id": "01JDX3Q6W4T2K5M8N9P0R1S2T3", "type": "call",
+             "at": "2026-11-30T00:01:02.123Z", "ticket": "A001", "counter": 1}
+    with DevServer(state_dir=state) as server:
+        day = server.admin("GET", "/_admin/state")["today"]
+        r = requests.get(f"{server.url}/offices/TRK/schedule", params={"date": day},
+                         headers=AUTH, timeout=5)
+        assert verify_header(r.content, r.headers["X-Antrean-Signature"],
+                             {server.key.keyid: server.key.public_raw}) == server.key.keyid
+        assert r.headers["Date"].endswith("GMT")
+        post = requests.post(f"{server.url}/devices/d1/events", json={"events": [event]},
+                             headers=AUTH, timeout=5)
+        assert post.json()["results"][0]["status"] == "accepted"
+        keyid = server.key.keyid
+    with DevServer(state_dir=state) as server:       # same folder: same key, same memory
+        assert server.key.keyid == keyid
+        post = requests.post(f"{server.url}/devices/d1/events", json={"events": [event]},
+                             headers=AUTH, timeout=5)
+        assert post.json()["results"][0]["status"] == "duplicate"
+        down = requests.get(f"{server.url}/nowhere", timeout=5)
+        assert down.status_code == 404 and "Date" in down.headers
+
+
+def test_fault_switch_counts_down_and_signed_ticket(tmp_path):
+    with DevServer(state_dir=str(tmp_path / "c")) as server:
+        server.admin("POST", "/_admin/faults", {"status": 503, "times": 2})
+        url = f"{server.url}/devices/d1/heartbeat"
+        codes = [requests.post(url, json={}, headers=AUTH, timeout=5).status_code
+                 for _ in range(3)]
+        assert codes == [503, 503, 400]
+        doc = server.admin("GET", "/_admin/schedule")["document"]
+        code = doc["appointments"][0]["booking_code"]
+        ticket = server.admin("GET", f"/_admin/ticket?booking_code={code}")["ticket"]
+        head, sig = ticket.rsplit(".", 1)
+        assert head.startswith(f"AT1.{server.key.keyid}.")
+        bad = requests.post(f"{server.url}/_admin/faults", json={"bogus": 1}, timeout=5)
+        assert bad.status_code == 400 and "unknown fault" in bad.json()["error"]
+
+
+def test_bad_options_are_one_line_errors(capsys):
+    assert main(["--faults", "{not json", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--faults" in err
+    assert main(["--timezone", "Mars/Olympus", "--port", "0"]) == 2
+    assert "Mars/Olympus" in capsys.readouterr().err
+
+
+def test_command_serves_until_terminated(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "sync.devserver", "--port", "0",
+                             "--state", str(tmp_path / "s"), "--appointments", "20000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "serving http://127.0.0.1:" in first
+        url = first.split("serving ")[1].split()[0]
+        today = requests.get(f"{url}/_admin/state", timeout=5).json()["today"]
+        r = requests.get(f"{url}/offices/TRK/schedule", params={"date": today},
+                         headers=AUTH, timeout=30)
+        assert len(r.json()["appointments"]) == 20_000
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0

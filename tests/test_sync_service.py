@@ -1,0 +1,267 @@
+"""The sync service against the reference server on loopback: pulls, uploads, faults, --once."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+
+import pytest
+from test_sync_harness import DEVICE, TOKEN, outbox_states, record_events, server_ids, wait_until
+
+from appliance.clock import Clock
+from appliance.outbox import counts, record_event
+from appliance.schedule import schedule_info
+from appliance.store import Store
+from sync.service import SyncService, run
+
+pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
+
+
+@pytest.fixture
+def service(sync_config):
+    svc = SyncService(sync_config, use_stream=False, backoff_base_s=0.05, backoff_cap_s=0.2)
+    yield svc
+    svc.close()
+
+
+def today(svc: SyncService) -> str:
+    return svc.clock.office_day()
+
+
+def cached(svc: SyncService):
+    info = schedule_info(svc.store, today(svc))
+    row = svc.store.db.execute("SELECT body_sha256 FROM schedules WHERE date = ?",
+                               (today(svc),)).fetchone()
+    return (info.version, info.appointments, row[0]) if info else None
+
+
+# --- schedule pull ------------------------------------------------------------------------
+
+def test_pull_stores_schedule_and_304_writes_nothing(service, sync_config):
+    assert service.pull_round() is True
+    version, appointments, _ = cached(service)
+    assert (version, appointments) == (1, 40)
+    watcher = Store(sync_config.storage.path)
+    before_version, before_changes = watcher.data_version(), service.store.db.total_changes
+    assert service.pull_day(today(service)) == ("unchanged", None)
+    assert service.pull_round() is True
+    assert watcher.data_version() == before_version
+    assert service.store.db.total_changes == before_changes
+    watcher.close()
+
+
+def test_pull_after_server_change_replaces_schedule(service, central):
+    service.pull_round()
+    central.admin("POST", "/_admin/schedule", {"appointments": 55})
+    assert service.pull_round() is True
+    assert cached(service)[:2] == (2, 55)
+
+
+def test_closed_day_is_not_an_error(service, central):
+    central.admin("POST", "/_admin/schedule", {"date": today(service), "closed": True})
+    assert service.pull_day(today(service)) == ("closed", None)
+
+
+def fault_id(fault: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in fault.items())
+
+
+SCHEDULE_FAULTS = [
+    ({"signature": "wrong"}, "signature"),
+    ({"signature": "missing"}, "signature is missing"),
+    ({"office": "JKT"}, "office 'JKT'"),
+    ({"body": "garbage"}, "refused"),
+    ({"body": "html"}, "refused"),
+    ({"body": "truncated"}, "cut off"),
+    ({"body": "huge"}, "more than 33554432 bytes"),
+    ({"down": True}, "remote end closed connection"),
+    ({"slow": 2.5}, "no answer within"),
+    ({"status": 500}, "HTTP 500"),
+    ({"status": 429, "retry_after": 7}, "HTTP 429"),
+    ({"status": 403}, "HTTP 403"),
+    ({"revoked": True}, "device token"),
+]
+
+
+@pytest.mark.parametrize("fault,message", SCHEDULE_FAULTS,
+                         ids=[fault_id(f) for f, _ in SCHEDULE_FAULTS])
+def test_schedule_fault_keeps_cache_and_is_logged_once(service, central, caplog, fault,
+                                                       message):
+    assert service.pull_round() is True
+    good = cached(service)
+    central.admin("POST", "/_admin/schedule", {"appointments": 41})   # something new to get
+    central.admin("POST", "/_admin/faults", fault)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        assert service.pull_round() is False
+        assert service.pull_round() is False
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert grown_mib < 200, "a huge body must never be held in memory"
+    assert cached(service) == good
+    hits = [r for r in caplog.records if message in r.getMessage()]
+    assert len(hits) == 1, [r.getMessage() for r in caplog.records]
+    health = service.store.db.execute(
+        "SELECT state, detail FROM service_health WHERE service = 'sync'").fetchone()
+    assert health[0] == "degraded" and message in health[1]
+    assert message in service.store.get_kv("sync.last_error")
+    assert TOKEN not in caplog.text
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.pull_round() is True
+    assert cached(service)[:2] == (2, 41)
+    health = service.store.db.execute(
+        "SELECT state FROM service_health WHERE service = 'sync'").fetchone()
+    assert health[0] == "ok"
+
+
+def test_retry_after_is_honoured(service, central):
+    central.admin("POST", "/_admin/faults", {"status": 429, "retry_after": 30})
+    before = time.monotonic()
+    service.pull_round()
+    assert service._next_pull - before >= 30
+
+
+# --- upload -------------------------------------------------------------------------------
+
+def test_upload_marks_sent_and_server_has_each_once(service, central):
+    ids = record_events(service.store, 250)
+    assert service.upload_round() == ("done", None)
+    assert server_ids(central) == ids
+    assert set(outbox_states(service.store).values()) == {"sent"}
+
+
+UPLOAD_FAULTS = [{"down": True}, {"status": 503, "retry_after": 1}, {"status": 408},
+                 {"body": "garbage"}, {"body": "html"}, {"body": "truncated"}, {"slow": 2.5},
+                 {"body": "huge"}]
+
+
+@pytest.mark.parametrize("fault", UPLOAD_FAULTS, ids=fault_id)
+def test_upload_fault_loses_nothing(service, central, fault):
+    ids = record_events(service.store, 120)
+    central.admin("POST", "/_admin/faults", {**fault, "endpoints": ["events"]})
+    outcome, _ = service.upload_round()
+    assert outcome == "retry"
+    assert counts(service.store) == {"pending": 120 - len(
+        [s for s in outbox_states(service.store).values() if s == "sent"]), "dead": 0}
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.upload_round() == ("done", None)
+    assert sorted(server_ids(central)) == sorted(ids)
+    assert counts(service.store) == {"pending": 0, "dead": 0}
+
+
+def test_rejected_events_are_dead_lettered_with_reason(service, central):
+    good = record_events(service.store, 3)
+    with service.store.write() as db:
+        bad = record_event(db, "teleport", {"ticket": "A001"}, time.time())
+    assert service.upload_round() == ("done", None)
+    states = outbox_states(service.store)
+    assert states[bad] == "dead" and all(states[i] == "sent" for i in good)
+    reason = service.store.db.execute("SELECT reason FROM outbox WHERE id = ?",
+                                      (bad,)).fetchone()[0]
+    assert "unknown type" in reason
+    assert server_ids(central) == good
+
+
+def test_whole_batch_4xx_is_dead_lettered(service, central):
+    ids = record_events(service.store, 5)
+    central.admin("POST", "/_admin/faults", {"status": 422, "times": 1})
+    assert service.upload_round() == ("done", None)
+    assert counts(service.store) == {"pending": 0, "dead": 5}
+    assert server_ids(central) == [] and len(ids) == 5
+
+
+def test_revoked_token_keeps_events_until_new_token(service, central, tmp_path, caplog):
+    ids = record_events(service.store, 10)
+    central.admin("POST", "/_admin/token", {"token": "second-token-xyz"})
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        assert service.upload_round() == ("unauthorized", None)
+        assert service.upload_round() == ("unauthorized", None)
+    assert counts(service.store) == {"pending": 10, "dead": 0}
+    assert "token" in service.store.get_kv("sync.last_error")
+    assert len([r for r in caplog.records if "401" in r.getMessage()]) == 1
+    (tmp_path / "token").write_text("second-token-xyz\n")   # the technician's fix
+    assert service.upload_round() == ("done", None)
+    assert server_ids(central) == ids
+    assert "second-token-xyz" not in caplog.text and TOKEN not in caplog.text
+
+
+def test_missing_token_file_is_like_revoked(service, tmp_path):
+    record_events(service.store, 2)
+    (tmp_path / "token").unlink()
+    assert service.upload_round() == ("unauthorized", None)
+    assert service.pull_round() is False
+    assert counts(service.store)["pending"] == 2
+    assert "does not exist" in " ".join(service.faults.active.values())
+
+
+def test_outage_of_many_batches_then_recovery(sync_config, central):
+    """The loop keeps retrying through an outage; afterwards the server has each event once."""
+    svc = SyncService(sync_config, use_stream=False, backoff_base_s=0.02, backoff_cap_s=0.1)
+    writer = Store(sync_config.storage.path)
+    ids = record_events(writer, 550)
+    central.admin("POST", "/_admin/faults", {"down": True, "endpoints": ["events"]})
+    import threading
+    thread = threading.Thread(target=svc.run_forever)
+    thread.start()
+    try:
+        wait_until(lambda: central.admin("GET", "/_admin/state")["requests"]["events"] >= 5,
+                   what="retries during the outage")
+        ids += record_events(writer, 130)          # the lobby keeps working meanwhile
+        assert writer.get_kv("sync.offline_since") is not None
+        # Recovery, but the first answers are garbled after the server stored the batch:
+        central.admin("POST", "/_admin/faults", {"reset": True, "body": "garbage", "times": 3,
+                                                  "endpoints": ["events"]})
+        wait_until(lambda: counts(writer)["pending"] == 0, what="the outbox to drain")
+    finally:
+        svc.request_stop()
+        thread.join(10)
+        svc.close()
+    assert server_ids(central) == ids
+    assert counts(writer) == {"pending": 0, "dead": 0}
+    assert writer.get_kv("sync.offline_since") is None
+    writer.close()
+
+
+# --- heartbeat and clock ------------------------------------------------------------------
+
+def test_heartbeat_carries_the_contract_fields(service, central):
+    service.pull_round()
+    record_events(service.store, 3)
+    assert service.heartbeat() is True
+    beat = central.admin("GET", "/_admin/state")["heartbeats"][DEVICE]
+    assert beat["outbox"] == {"pending": 3, "dead": 0}
+    assert beat["schedule"]["date"] == today(service) and beat["schedule"]["version"] == 1
+    assert beat["version"] and beat["uptime_s"] >= 0
+    assert set(beat["clock"]) == {"synced", "offset_s"}
+
+
+def test_clock_offset_from_date_header(service, central, sync_config):
+    central.admin("POST", "/_admin/faults", {"clock_offset_s": 3600})
+    service.pull_round()
+    offset = service.store.get_kv("clock")["offset_s"]
+    assert 3598 < offset < 3602
+    assert "clock" in service.faults.active
+    assert abs(Clock(service.store, sync_config).time() - (time.time() + 3600)) < 3
+
+
+def test_user_agent_names_version_and_device(service, central):
+    service.pull_round()
+    agents = central.admin("GET", "/_admin/state")["user_agents"]
+    assert agents[-1].startswith("antrean/") and agents[-1].endswith(f"({DEVICE})")
+
+
+# --- --once -------------------------------------------------------------------------------
+
+def test_once_exit_codes(sync_config, central):
+    assert run(sync_config, once=True) == 0
+    with Store(sync_config.storage.path) as s:
+        record_events(s, 3)
+    central.admin("POST", "/_admin/faults", {"status": 503, "endpoints": ["events"]})
+    assert run(sync_config, once=True) == 1
+    central.admin("POST", "/_admin/faults", {"reset": True, "signature": "wrong"})
+    central.admin("POST", "/_admin/schedule", {"appointments": 42})
+    assert run(sync_config, once=True) == 1
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert run(sync_config, once=True) == 0
+    with Store(sync_config.storage.path) as s:
+        assert counts(s) == {"pending": 0, "dead": 0}

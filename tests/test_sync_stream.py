@@ -1,0 +1,129 @@
+"""The push stream end to end: calls, schedules and announcements from the server, resume
+after cuts and restarts, and reconnecting when the stream goes silent."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_sync_harness import wait_until, write_sync_config
+
+from appliance.config import load_config
+from appliance.schedule import schedule_info
+from appliance.store import Store
+from sync.devserver import DevServer
+from sync.service import SyncService
+
+pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
+
+
+class Running:
+    """A sync service looping in a thread, and a second connection to look at the store."""
+
+    def __init__(self, config, **knobs):
+        self.service = SyncService(config, backoff_base_s=0.05, backoff_cap_s=0.2, **knobs)
+        self.thread = threading.Thread(target=self.service.run_forever)
+        self.look = Store(config.storage.path)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.service.request_stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.service.close()
+        self.look.close()
+
+    def call_rows(self, server_id: str) -> int:
+        return self.look.db.execute("SELECT COUNT(*) FROM calls WHERE server_id = ?",
+                                    (server_id,)).fetchone()[0]
+
+
+def streams(server) -> int:
+    return server.admin("GET", "/_admin/state")["streams"]
+
+
+def push_call(server, ticket: str, counter: int = 2) -> str:
+    return server.admin("POST", "/_admin/push", {"event": "call", "data": {
+        "ticket": ticket, "counter": counter}})["data"]["id"]
+
+
+def test_pushed_call_reaches_the_store(sync_config, central):
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        sid = push_call(central, "A013")
+        wait_until(lambda: run.call_rows(sid) == 1, timeout=5, what="the pushed call")
+        row = run.look.db.execute("SELECT ticket, counter, kind, origin FROM calls WHERE "
+                                  "server_id = ?", (sid,)).fetchone()
+        assert row == ("A013", 2, "call", "server")
+
+
+def test_schedule_and_announcement_pushes(sync_config, central):
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        day = central.admin("GET", "/_admin/state")["today"]
+        wait_until(lambda: schedule_info(run.look, day), what="the first pull")
+        central.admin("POST", "/_admin/schedule", {"appointments": 44})
+        wait_until(lambda: schedule_info(run.look, day).version == 2, what="the pushed pull")
+        assert schedule_info(run.look, day).appointments == 44
+        central.admin("POST", "/_admin/push", {"event": "announcements", "data": {
+            "items": ["Loket 3 tutup pukul 12.00."]}})
+        wait_until(lambda: (run.look.get_kv("announcements") or {}).get("items")
+                   == ["Loket 3 tutup pukul 12.00."], what="the announcements")
+
+
+def test_resume_with_last_event_id_after_a_cut(sync_config, central):
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        first = push_call(central, "A001")
+        wait_until(lambda: run.call_rows(first), what="the first call")
+        central.admin("POST", "/_admin/faults", {"down": True, "endpoints": ["stream"]})
+        central.admin("POST", "/_admin/close-streams", {})
+        wait_until(lambda: streams(central) == 0, what="the stream to drop")
+        missed = push_call(central, "A002")           # sent while the appliance is away
+        central.admin("POST", "/_admin/faults", {"reset": True})
+        wait_until(lambda: run.call_rows(missed), what="the call pushed during the cut")
+
+
+def test_event_cut_in_half_is_delivered_once_later(sync_config, central):
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        central.admin("POST", "/_admin/faults", {"stream_cut": True})
+        sid = push_call(central, "B007", 3)
+        wait_until(lambda: central.admin("GET", "/_admin/state")["requests"]["stream"] >= 3,
+                   what="reconnects while the stream keeps breaking")
+        assert run.call_rows(sid) == 0          # half an event is no event
+        central.admin("POST", "/_admin/faults", {"reset": True})
+        wait_until(lambda: run.call_rows(sid), what="the whole event")
+        last = central.admin("GET", "/_admin/state")["last_push_id"]
+        wait_until(lambda: run.look.get_kv("sync.stream_last_id") == str(last),
+                   what="the resume point to be saved")
+        assert run.call_rows(sid) == 1
+
+
+def test_restart_resumes_from_the_saved_event_id(sync_config, central):
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        sid = push_call(central, "A005")
+        wait_until(lambda: run.call_rows(sid), what="the first call")
+    wait_until(lambda: streams(central) == 0, what="the old stream to close")
+    missed = push_call(central, "A006")
+    with Running(sync_config) as run:
+        wait_until(lambda: run.call_rows(missed), what="the call pushed while stopped")
+
+
+@pytest.fixture
+def quiet_central(tmp_path):
+    with DevServer(state_dir=str(tmp_path / "quiet"), token="dev-token-0123456789",
+                   keepalive_s=30.0, appointments=5) as server:
+        yield server
+
+
+def test_silent_stream_is_reconnected(tmp_path, quiet_central):
+    config = load_config(write_sync_config(tmp_path, quiet_central))
+    with Running(config, stream_silence_s=0.3) as run:
+        wait_until(lambda: quiet_central.admin("GET", "/_admin/state")["requests"]["stream"]
+                   >= 3, what="reconnects after silence")
+        assert "stream" in run.service.faults.active or run.service.stream_up
