@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv python3-dev gcc libzbar0 espeak-ng fonts-dejavu-core \
-	fonts-noto-core systemd
+	fonts-noto-core fonts-droid-fallback systemd faketime
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
 .PHONY: test demo bench soak lint system-packages clean

@@ -72,7 +72,8 @@ SYSUSERS_CONF=/etc/sysusers.d/antrean.conf
 TMPFILES_CONF=/etc/tmpfiles.d/antrean.conf
 CONFIG=/etc/antrean/antrean.toml
 APT_PACKAGES=(python3 python3-venv libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0
-    libsdl2-mixer-2.0-0 libzbar0 espeak-ng alsa-utils fonts-dejavu-core fonts-noto-core)
+    libsdl2-mixer-2.0-0 libzbar0 espeak-ng alsa-utils fonts-dejavu-core fonts-noto-core
+    fonts-droid-fallback)
 # Camera, GPIO and keyboard-scanner support, and numpy's BLAS for 32-bit wheels: skipped
 # with a note where the archive lacks them (python3-picamera2 is Raspberry Pi OS only).
 APT_OPTIONAL=(python3-picamera2 python3-lgpio python3-evdev libopenblas0)
