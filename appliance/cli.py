@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seconds", type=float, default=0,
                     help="stop after this many seconds (default: until Ctrl-C)")
     dm.add_argument("--headless", action="store_true", help="never open a window")
+    dm.add_argument("--offline", action="store_true",
+                    help="a quick lobby day through the CLI paths, no services or network")
     return p
 
 
@@ -224,9 +226,10 @@ def _run_service(args, config) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # The reference server has options of its own; everything after `devserver` is its.
-    args, extra = parser.parse_known_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(raw)
     if args.command == "devserver":
-        args.devserver_args = list(args.devserver_args) + extra
+        args.devserver_args = raw[raw.index("devserver") + 1:]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=os.environ.get("ANTREAN_LOG_LEVEL", "INFO").upper(),

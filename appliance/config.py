@@ -162,7 +162,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
 REQUIRED_SECTIONS = ("office", "storage", "trust")
 # Keys whose value is a filesystem path: relative paths resolve against the config's folder.
 PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"),
-             ("scanner", "frames_dir"), ("gpio", "mock_panel"), ("display", "clips_dir"),
+             ("scanner", "port"), ("scanner", "device"), ("scanner", "frames_dir"),
+             ("gpio", "mock_panel"), ("display", "clips_dir"),
              ("display", "font")}
 
 

@@ -1,17 +1,21 @@
-"""``antrean demo`` / ``make demo``: a lobby day on an embedded default, no hardware needed.
+"""``antrean demo`` / ``make demo``: the whole appliance on an embedded default, no hardware.
 
-It makes a signing key and a config in the output folder, generates and signs today's schedule,
-imports it through the same path as ``antrean schedule import``, then lets simulated
-applicants scan (mostly valid tickets; some early, late, for another day, cancelled, unknown,
-garbage and signed tickets) and counters call them, on a simulated clock that runs through
-the office day. Every scan and call goes through the real check-in and queue code and the real
-database, and the log says what happened.
+The default run starts the reference central server with today's generated schedule, the sync,
+scanner and display services as real processes, and then simulates the lobby: applicants
+arriving with valid tickets (and some early, late, for another day, cancelled, unknown or
+garbage) on a real pseudo-terminal scanner, officers pressing their counters' "next" buttons
+(gpiozero mock pins) and the officers' software pushing calls through the server. The screen
+opens in a window when there is a display, and runs headless otherwise, writing a snapshot PNG
+every few seconds. Ctrl-C stops everything; nothing is left running.
+
+``--offline`` runs the older, quicker demo: a whole office day through the CLI code paths on
+a simulated clock, printed as a log, without services or network.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import random
 import sys
 from datetime import datetime, timedelta
@@ -21,27 +25,13 @@ from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
 from appliance.keys import SigningKey, generate_key, load_key_file, write_key_file
+from appliance.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_ticket
 from appliance.names import public_name
 from appliance.outbox import counts as outbox_counts
 from appliance.queue import Queue, queue_counts
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
 from sync.demo_schedule import generate_schedule, next_day
-
-OFFICE_ID = "TRK"
-OFFICE_NAME = "Kantor Imigrasi Kelas II TPI Tarakan"
-TIMEZONE = "Asia/Makassar"
-
-
-def signed_ticket(key: SigningKey, appt: dict, office: str = OFFICE_ID) -> str:
-    """An AT1 ticket as the booking app would print it (central-api.md section 2)."""
-    fields = {"b": appt["booking_code"], "o": office, "s": appt["slot_start"],
-              "e": appt["slot_end"], "v": appt["service"], "n": appt["name"],
-              "p": int(appt["priority"])}
-    payload = base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode())
-    head = f"AT1.{key.keyid}.{payload.rstrip(b'=').decode()}"
-    sig = base64.urlsafe_b64encode(key.sign(head.encode())).rstrip(b"=").decode()
-    return f"{head}.{sig}"
 
 
 def prepare(out: Path) -> tuple[Path, SigningKey]:
@@ -136,8 +126,111 @@ def run_cli_day(out: Path, seed: int = 2026) -> int:
     return 0
 
 
+def _snapshot(out: Path, config: Path, index: int) -> Path | None:
+    import subprocess
+
+    from appliance.lobby import antrean_argv
+
+    path = out / "snapshots" / f"screen-{index:04d}.png"
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
+    proc = subprocess.run(antrean_argv("--config", str(config), "display", "--snapshot",
+                                       str(path), "--size", "1920x1080"),
+                          env=env, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        print(f"[demo] snapshot failed: {proc.stderr.strip()[-300:]}", flush=True)
+        return None
+    return path
+
+
+def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
+              arrival_s: float = 1.5, snapshot_s: float = 5.0) -> int:
+    """The whole appliance with simulated applicants and officers; see the module doc."""
+    import signal
+    import time
+
+    from appliance.lobby import COUNTER_PINS, applicant_payload, officer_push_call, start_lobby
+
+    has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    headless = headless or not has_screen
+    print(f"[demo] starting the appliance in {out} "
+          f"({'headless: snapshots in ' + str(out / 'snapshots') if headless else 'a window'})",
+          flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    lobby = start_lobby(out, headless=headless, sound="off" if headless else "voice")
+    print("[demo] all services ready. Ctrl-C stops the demo.", flush=True)
+    started = time.monotonic()
+    next_snapshot = started + 2.0
+    shots, tick = 0, 0
+    try:
+        while not seconds or time.monotonic() - started < seconds:
+            tick += 1
+            payload, kind = applicant_payload(lobby, time.time())
+            shown = payload if len(payload) <= 24 else payload[:21] + "..."
+            print(f"[lobby] an applicant scans {shown!r} ({kind})", flush=True)
+            lobby.scan(payload)
+            if tick % 3 == 0:
+                counter = lobby.rng.randrange(1, 4)
+                print(f"[lobby] the officer at Loket {counter} presses 'next'", flush=True)
+                lobby.press(COUNTER_PINS[counter - 1])
+            if tick % 8 == 0:
+                ticket = officer_push_call(lobby, 4)
+                if ticket:
+                    print(f"[lobby] officer software calls {ticket} to Loket 4 "
+                          "(pushed by the server)", flush=True)
+            if headless and time.monotonic() >= next_snapshot:
+                shots += 1
+                if _snapshot(out, lobby.files.config, shots):
+                    print(f"[demo] wrote snapshots/screen-{shots:04d}.png", flush=True)
+                next_snapshot = time.monotonic() + snapshot_s
+            time.sleep(arrival_s)
+    except KeyboardInterrupt:
+        print("\n[demo] stopping...", flush=True)
+    finally:
+        summary = _finish(lobby)
+    print(summary, flush=True)
+    return 0
+
+
+def _finish(lobby) -> str:
+    """Let sync drain the outbox briefly, stop everything, and summarise the day."""
+    import time
+
+    from appliance.outbox import counts as outbox_counts
+    from appliance.queue import queue_counts
+
+    config = load_config(lobby.files.config)
+    deadline = time.monotonic() + 15
+    pending = None
+    while time.monotonic() < deadline:
+        with Store(str(lobby.files.db), readonly=True) as store:
+            pending = outbox_counts(store)["pending"]
+        if pending == 0:
+            break
+        time.sleep(0.5)
+    try:
+        received = len(lobby.central.admin("GET", "/_admin/events")["events"])
+    except OSError:
+        received = None
+    lobby.sup.close()
+    lobby.scanner_pty.close()
+    with Store(str(lobby.files.db), readonly=True) as store:
+        today = Clock(store, config).office_day()
+        counts = queue_counts(store.db, today)
+        verdicts = dict(store.db.execute(
+            "SELECT verdict, COUNT(*) FROM scans GROUP BY verdict ORDER BY 2 DESC").fetchall())
+    return (f"[demo] stopped. Scans: {verdicts}\n"
+            f"[demo] {counts.checked_in} checked in, {counts.called} called, "
+            f"{counts.waiting} waiting; outbox pending {pending}; "
+            f"the central server received {received} events.\n"
+            f"[demo] database {lobby.files.db}; snapshots in {lobby.files.snapshots}\n"
+            f"[demo] try: .venv/bin/antrean --config {lobby.files.config} status")
+
+
 def run_demo(args) -> int:
-    return run_cli_day(Path(args.out).resolve())
+    out = Path(args.out).resolve()
+    if args.offline:
+        return run_cli_day(out)
+    return run_lobby(out, seconds=args.seconds, headless=args.headless)
 
 
 if __name__ == "__main__":

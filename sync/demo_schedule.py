@@ -65,13 +65,18 @@ def _name(rng: random.Random) -> tuple[str, str]:
 
 def generate_schedule(office_id: str, office_name: str, tz_name: str, day: str,
                       appointments: int, *, version: int = 1,
-                      generated_at: float | None = None) -> dict:
-    """A schedule document for ``day`` (contract section 1) with ``appointments`` bookings."""
+                      generated_at: float | None = None,
+                      hours: tuple[str, str] = (OPEN, CLOSE)) -> dict:
+    """A schedule document for ``day`` (contract section 1) with ``appointments`` bookings.
+
+    ``hours`` are the opening hours the slots fill (the demo moves them around "now").
+    """
     tz = ZoneInfo(tz_name)
     rng = random.Random(f"{office_id}/{day}/{appointments}")
     d = Date.fromisoformat(day)
-    opens = datetime(d.year, d.month, d.day, 8, 0, tzinfo=tz)
-    slots = (16 - 8) * 60 // SLOT_MINUTES
+    (oh, om), (ch, cm) = (map(int, t.split(":")) for t in hours)
+    opens = datetime(d.year, d.month, d.day, oh, om, tzinfo=tz)
+    slots = max(1, ((ch * 60 + cm) - (oh * 60 + om)) // SLOT_MINUTES)
     codes: set[str] = set()
     items = []
     for i in range(appointments):
@@ -97,7 +102,7 @@ def generate_schedule(office_id: str, office_name: str, tz_name: str, day: str,
         "date": day,
         "version": version,
         "generated_at": gen.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "opening_hours": {"open": OPEN, "close": CLOSE},
+        "opening_hours": {"open": hours[0], "close": hours[1]},
         "services": SERVICES,
         "counters": COUNTERS,
         "appointments": items,

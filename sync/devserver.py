@@ -126,6 +126,7 @@ class CentralState:
         self.keepalive_s = keepalive_s
         self.faults = dict(DEFAULT_FAULTS)
         self.overrides: dict[str, dict] = {}    # date -> {version, closed, document, count}
+        self.duplicates = 0                     # events received again and absorbed
         self._bodies: dict[tuple, tuple[bytes, str]] = {}
         self.heartbeats: dict[str, dict] = {}
         self.requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
@@ -255,6 +256,7 @@ class CentralState:
             return {"id": eid if isinstance(eid, str) else None, "status": "rejected",
                     "reason": "id must be a string of 1 to 128 characters"}
         if cur.execute("SELECT 1 FROM events WHERE id = ?", (eid,)).fetchone():
+            self.duplicates += 1
             return {"id": eid, "status": "duplicate"}
         problem = self._event_problem(event)
         if problem:
@@ -544,7 +546,8 @@ def build_app(state: CentralState) -> web.Application:
     async def admin_state(request: web.Request) -> dict:
         return {"streams": state.streams, "requests": state.requests,
                 "heartbeats": state.heartbeats, "user_agents": state.user_agents[-5:],
-                "faults": state.faults, "today": state.today(), "keyid": state.key.keyid,
+                "faults": state.faults, "today": state.today(),
+                "duplicates": state.duplicates, "keyid": state.key.keyid,
                 "public_key": state.key.public_b64, "last_push_id": state.last_push_id()}
 
     @admin

@@ -1,0 +1,277 @@
+"""The whole appliance on one machine with no hardware: the demo's and the soak test's lobby.
+
+It starts the reference central server and the three services as real processes (through
+:class:`appliance.supervisor.Supervisor`, the way systemd would), with a real pseudo-terminal
+as the serial scanner and gpiozero's mock pins behind a button panel for the counters. The
+simulated applicants and officers act only through the real edges: bytes on the scanner's pty,
+presses on the counter buttons, and calls pushed by the server's "officer software".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from appliance.keys import SigningKey, generate_key, load_key_file, write_key_file
+from appliance.supervisor import Supervisor
+from drivers.virtual_serial import VirtualSerialScanner
+
+OFFICE_ID = "TRK"
+OFFICE_NAME = "Kantor Imigrasi Kelas II TPI Tarakan"
+TIMEZONE = "Asia/Makassar"
+TOKEN = "demo-device-token"
+DEVICE_ID = "trk-lobby-1"
+COUNTER_PINS = [5, 6, 13, 19]  # "next" buttons of counters 1-4 (BCM)
+RECALL_PINS = [12, 16, 20, 21]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def antrean_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "appliance.cli", *args]
+
+
+def signed_ticket(key: SigningKey, appt: dict, office: str = OFFICE_ID) -> str:
+    """An AT1 ticket as the booking app prints it (central-api.md section 2)."""
+    from appliance.keys import b64url_encode
+
+    fields = {"b": appt["booking_code"], "o": office, "s": appt["slot_start"],
+              "e": appt["slot_end"], "v": appt["service"], "n": appt["name"],
+              "p": int(appt["priority"])}
+    head = f"AT1.{key.keyid}.{b64url_encode(json.dumps(fields, separators=(',', ':')).encode())}"
+    return f"{head}.{b64url_encode(key.sign(head.encode()))}"
+
+
+@dataclass
+class LobbyFiles:
+    out: Path
+    config: Path
+    key_path: Path
+    db: Path
+    pty: Path
+    panel: Path
+    snapshots: Path
+    central: Path
+
+
+def prepare(out: Path, *, port: int, display_sound: str = "voice",
+            poll_seconds: int = 10) -> tuple[LobbyFiles, SigningKey]:
+    """Write the lobby's key, token and config into ``out`` (a fresh database each time)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = LobbyFiles(out, out / "antrean.toml", out / "central-signing.key",
+                       out / "antrean.db", out / "scanner-pty", out / "counter-buttons",
+                       out / "snapshots", out / "central")
+    for old in out.glob("antrean.db*"):
+        old.unlink()
+    files.snapshots.mkdir(exist_ok=True)
+    if not files.key_path.exists():
+        write_key_file(generate_key("kdemo"), str(files.key_path))
+    key = load_key_file(str(files.key_path))
+    token = out / "token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+    files.config.write_text(
+        "# Written by `antrean demo`: the whole appliance on this machine, no hardware.\n"
+        f'[office]\nid = "{OFFICE_ID}"\ntimezone = "{TIMEZONE}"\nname = "{OFFICE_NAME}"\n'
+        '[storage]\npath = "antrean.db"\n'
+        f'[trust]\nkeys = {{ {key.keyid} = "{key.public_b64}" }}\n'
+        f'[server]\nurl = "http://127.0.0.1:{port}"\ndevice_id = "{DEVICE_ID}"\n'
+        f'token_file = "token"\npoll_seconds = {poll_seconds}\nheartbeat_seconds = 10\n'
+        f'[scanner]\nkind = "serial"\nport = "{files.pty.name}"\nbaudrate = 9600\n'
+        f'[gpio]\nenabled = true\nnext_pins = {COUNTER_PINS}\nrecall_pins = {RECALL_PINS}\n'
+        f'mock_panel = "{files.panel.name}"\n'
+        f'[display]\nnames = "first"\nsound = "{display_sound}"\n')
+    return files, key
+
+
+class Central:
+    """The reference server's admin side, as the demo's officers and tests use it."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}"
+
+    def admin(self, method: str, path: str, body: dict | None = None, timeout: float = 10):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read() or b"null")
+
+    def wait_up(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.admin("GET", "/_admin/state", timeout=2)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def day_around_now(tz, now: datetime) -> tuple[str, str]:
+    """Opening hours that put "now" early in the office day, whatever the hour."""
+    start = max(0, now.hour - 2)
+    end = min(23, now.hour + 6)
+    return f"{start:02d}:00", f"{end:02d}:45"
+
+
+@dataclass
+class Lobby:
+    """A running lobby: the supervisor, the pty scanner, the button panel and the server."""
+
+    files: LobbyFiles
+    key: SigningKey
+    sup: Supervisor
+    central: Central
+    scanner_pty: VirtualSerialScanner
+    today: dict
+    tomorrow: dict
+    rng: random.Random = field(default_factory=lambda: random.Random(2026))
+    arrived: set[str] = field(default_factory=set)  # booking codes already scanned
+
+    def press(self, pin: int) -> None:
+        with open(self.files.panel, "w") as fifo:
+            fifo.write(f"press {pin}\n")
+
+    def scan(self, payload: str | bytes) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.scanner_pty.write(data + b"\r\n")
+
+
+def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: str = "voice",
+                display: bool = True, headless: bool = True, seed: int = 2026,
+                watchdog_s: float = 0) -> Lobby:
+    """Start server, sync, scanner and display; returns once all four are ready."""
+    from zoneinfo import ZoneInfo
+
+    from sync.demo_schedule import generate_schedule, next_day
+
+    port = free_port()
+    files, key = prepare(out, port=port, display_sound=sound)
+    sup = Supervisor(out / "run", echo=echo, watchdog_s=watchdog_s)
+    pty = None
+    try:
+        sup.start("central", antrean_argv(
+            "devserver", "--port", str(port), "--key", str(files.key_path), "--state",
+            str(files.central), "--token", TOKEN, "--appointments", str(appointments),
+            "--office", OFFICE_ID, "--timezone", TIMEZONE))
+        central = Central(port)
+        central.wait_up()
+        tz = ZoneInfo(TIMEZONE)
+        now = datetime.now(tz)
+        day = now.date().isoformat()
+        today = generate_schedule(OFFICE_ID, OFFICE_NAME, TIMEZONE, day, appointments,
+                                  version=2, generated_at=time.time(),
+                                  hours=day_around_now(tz, now))
+        central.admin("POST", "/_admin/schedule", {"date": day, "document": today,
+                                                   "push": False})
+        tomorrow = central.admin("GET", f"/_admin/schedule?date={next_day(day)}")["document"]
+        pty = VirtualSerialScanner(str(files.pty))
+        config = ["--config", str(files.config)]
+        sup.start("sync", antrean_argv(*config, "sync"))
+        sup.start("scanner", antrean_argv(*config, "scanner"),
+                  env={"GPIOZERO_PIN_FACTORY": "mock"})
+        if display:
+            env = {} if not headless else {"SDL_VIDEODRIVER": "dummy",
+                                           "SDL_AUDIODRIVER": "dummy"}
+            sup.start("display", antrean_argv(*config, "display"), env=env)
+        for name in list(sup.children):
+            if name != "central":
+                sup.wait_ready(name, timeout=60)
+        _wait_for_schedule(files, day, timeout=30)
+        return Lobby(files, key, sup, central, pty, today, tomorrow, random.Random(seed))
+    except BaseException:
+        if pty is not None:
+            pty.close()
+        sup.close()
+        raise
+
+
+def _wait_for_schedule(files: LobbyFiles, day: str, timeout: float) -> None:
+    """The lobby opens once sync has stored today's schedule (as on a real morning)."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{files.db}?mode=ro", uri=True) as db:
+                if db.execute("SELECT 1 FROM schedules WHERE date = ?", (day,)).fetchone():
+                    return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"sync did not store the schedule for {day} within {timeout:g} s")
+
+
+def applicant_payload(lobby: Lobby, now: float) -> tuple[str, str]:
+    """One arriving applicant: (what they hold, what kind of case it is)."""
+    rng = lobby.rng
+    appts = lobby.today["appointments"]
+
+    def window(a):
+        s = datetime.fromisoformat(a["slot_start"]).timestamp()
+        e = datetime.fromisoformat(a["slot_end"]).timestamp()
+        return s - 3600, e + 1800
+
+    booked = [a for a in appts if a["status"] == "booked"]
+    valid = [a for a in booked if window(a)[0] <= now <= window(a)[1]]
+    fresh = [a for a in valid if a["booking_code"] not in lobby.arrived]
+    roll = rng.random()
+    if roll < 0.60 and fresh:
+        a = rng.choice(fresh)
+        lobby.arrived.add(a["booking_code"])
+        if rng.random() < 0.25:
+            return signed_ticket(lobby.key, a), "valid signed ticket"
+        return "]Q1" + a["booking_code"], "valid booking code"
+    if roll < 0.68:
+        early = [a for a in booked if window(a)[0] > now]
+        if early:
+            return rng.choice(early)["booking_code"], "too early"
+    if roll < 0.74:
+        late = [a for a in booked if window(a)[1] < now]
+        if late:
+            return rng.choice(late)["booking_code"], "too late"
+    if roll < 0.80:
+        return rng.choice(lobby.tomorrow["appointments"])["booking_code"], "tomorrow's booking"
+    if roll < 0.85:
+        cancelled = [a for a in appts if a["status"] == "cancelled"]
+        if cancelled:
+            return rng.choice(cancelled)["booking_code"], "cancelled booking"
+    if roll < 0.90:
+        return "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=8)), "unknown code"
+    if roll < 0.95:
+        return rng.choice(["\x1b[2J", "hello?", "ÿþ garbage", "AT1.x.y.z", ""]), "garbage"
+    if lobby.arrived:
+        return rng.choice(sorted(lobby.arrived)).lower(), "a repeat, typed in lower case"
+    return "ZZZZ0000", "unknown code"
+
+
+def officer_push_call(lobby: Lobby, counter: int) -> str | None:
+    """The officers' software calls the next waiting ticket; the server pushes it."""
+    from appliance.config import load_config
+    from appliance.queue import waiting
+    from appliance.store import Store
+
+    config = load_config(lobby.files.config)
+    with Store(str(lobby.files.db), readonly=True) as store:
+        from appliance.clock import Clock
+
+        rows = waiting(store.db, Clock(store, config).office_day(), limit=1)
+    if not rows:
+        return None
+    lobby.central.admin("POST", "/_admin/push", {"event": "call",
+                                                 "data": {"ticket": rows[0][0],
+                                                          "counter": counter}})
+    return rows[0][0]
