@@ -25,6 +25,7 @@ import requests  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from appliance.outbox import counts, record_event  # noqa: E402
 from appliance.store import Store  # noqa: E402
+from bench.stats import result  # noqa: E402
 from sync.devserver import DevServer  # noqa: E402
 from sync.service import SyncService  # noqa: E402
 
@@ -73,6 +74,10 @@ def bench_pull(server: DevServer, config, runs: int) -> None:
         assert outcome[0] == "unchanged" and svc.store.db.total_changes == before
     report(f"pull+verify+commit {args.appointments} appts", full)
     report("unchanged pull (304, no db write)", unchanged)
+    result(f"pull + verify + commit a {args.appointments}-appointment schedule",
+           statistics.median(full) * 1000, "ms", target=1000, p99=p99(full) * 1000)
+    result("unchanged pull (304, no database write)", statistics.median(unchanged) * 1000,
+           "ms", p99=p99(unchanged) * 1000)
     print(f"{'':<44} ratio full/304: {statistics.median(full) / statistics.median(unchanged):.0f}x")
     svc.close()
 
@@ -90,6 +95,7 @@ def bench_upload(config, n: int) -> None:
     assert outcome[0] == "done" and counts(store)["pending"] == 0
     print(f"{'upload ' + str(n) + ' events (batches of 100)':<44} {took:8.2f} s   "
           f"{n / took:8.0f} events/s")
+    result(f"upload {n} queued events", n / took, "events/s", lower_is_better=False)
     svc.close()
     store.close()
 
@@ -112,6 +118,8 @@ def bench_push(server: DevServer, config, runs: int) -> None:
                 time.sleep(0.001)
             latencies.append(time.perf_counter() - t)
         report("pushed call -> in the store", latencies)
+        result("pushed call to stored call", statistics.median(latencies) * 1000, "ms",
+               p99=p99(latencies) * 1000)
     finally:
         svc.request_stop()
         thread.join(10)
