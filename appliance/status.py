@@ -111,9 +111,29 @@ def collect_status(config) -> dict:
                             "last_error": store.get_kv("sync.last_error")}
             data["scanner"] = {"connected": store.get_kv("scanner.connected")}
         data["day"] = today
+    running = _service_processes()
     for service in SERVICES:
-        data["services"].setdefault(service, {"running": False, "state": "never started"})
+        entry = data["services"].setdefault(service, {"running": False,
+                                                      "state": "never reported"})
+        if not entry["running"] and service in running:
+            # The display never writes the store; its process is found on the system instead.
+            entry.update(running=True, state="running", pid=running[service])
     return data
+
+
+def _service_processes() -> dict[str, int]:
+    """Running ``antrean <service>`` processes, by service name (from /proc, via psutil)."""
+    import psutil
+
+    found: dict[str, int] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        words = [os.path.basename(w) for w in cmd[:6]]
+        if any(w == "antrean" or w == "appliance.cli" for w in words):
+            for service in SERVICES:
+                if service in cmd[1:] and "--snapshot" not in cmd and "--once" not in cmd:
+                    found.setdefault(service, proc.info["pid"])
+    return found
 
 
 def _ago(epoch: float | None) -> str:
@@ -129,9 +149,10 @@ def format_status(d: dict) -> str:
         lines.append(f"database: {d['store']['error']}")
     for name, s in d["services"].items():
         up = "up" if s.get("running") else "down"
+        state = s.get("state", "") if s.get("running") else f"(last state: {s.get('state')})"
         extra = f" ({s.get('detail')})" if s.get("detail") else ""
         err = f"; last error: {s['last_error']}" if s.get("last_error") else ""
-        lines.append(f"{name:8} {up:5} {s.get('state', '')}{extra}{err}")
+        lines.append(f"{name:8} {up:5} {state}{extra}{err}")
     sch = d["schedule"]
     if sch.get("version") is None:
         lines.append(f"schedule {sch.get('date')}: none cached")
