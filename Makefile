@@ -33,7 +33,7 @@ lint: $(VENV)/.installed
 
 test: system-packages $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(HEADLESS) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak" tests
+	$(HEADLESS) $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 demo: system-packages $(VENV)/.installed
 	$(BIN)/antrean demo --out demo-out
@@ -42,7 +42,11 @@ bench: system-packages $(VENV)/.installed
 	$(HEADLESS) $(BIN)/python bench/run_all.py
 
 soak: system-packages $(VENV)/.installed
-	$(HEADLESS) ANTREAN_SOAK_SECONDS=600 $(BIN)/python -m pytest -q -p no:cacheprovider -m soak tests
+	$(HEADLESS) ANTREAN_SOAK_SECONDS=600 ANTREAN_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest \
+		-q -s -p no:cacheprovider -o timeout=3600 tests/soak tests/test_fuzz.py tests/test_checkin.py
+	$(BIN)/python -m pip install -q atheris || echo "atheris did not install: hypothesis fuzzed alone"
+	if $(BIN)/python -c "import atheris" 2>/dev/null; then \
+		cd tests && ../$(BIN)/python fuzz_targets.py -max_total_time=300; fi
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ documented exception; anything else is a bug.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from conftest import KEY, write_config
@@ -15,6 +16,8 @@ from appliance.errors import ScheduleRejected
 from appliance.schedule import Schedule, verify_schedule
 from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
 
+# Hypothesis examples per property: a few hundred in `make test`, thousands in `make soak`.
+FUZZ_EXAMPLES = int(os.environ.get("ANTREAN_FUZZ_EXAMPLES", "300"))
 _CONFIG = None
 TRUSTED = {"k2026a": KEY.public_raw}
 
@@ -52,6 +55,8 @@ def _atheris_main() -> None:  # pragma: no cover - run by `make soak` when ather
         else:
             check_ticket_payload(data)
 
+    _config()
+    atheris.instrument_all()  # coverage feedback for everything loaded: the parsers included
     atheris.Setup(sys.argv, target)
     atheris.Fuzz()
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import KEY, OTHER_KEY, appointment, office_time, schedule_doc, sign_doc
+from fuzz_targets import FUZZ_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,14 +169,14 @@ def test_every_verdict_has_two_languages():
         assert mid and men and mid != men
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.binary(max_size=300))
 def test_parser_never_raises_on_bytes(data):
     assert isinstance(parse_payload(data, {"k2026a": KEY.public_raw}),
                       PlainCode | SignedTicket | Unreadable)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.text(max_size=300))
 def test_parser_never_raises_on_text(text):
     parse_payload(text, {"k2026a": KEY.public_raw})

@@ -8,7 +8,7 @@ same targets for longer in ``make soak`` when it is installed (tests/fuzz_target
 import json
 
 from conftest import KEY, appointment, schedule_doc
-from fuzz_targets import check_schedule_body, check_ticket_payload
+from fuzz_targets import FUZZ_EXAMPLES, check_schedule_body, check_ticket_payload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,14 +24,14 @@ APPT_FIELDS = ["booking_code", "name", "salutation", "service", "slot_start", "s
                "priority", "status"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_signed_and_unsigned(body):
     check_schedule_body(body, KEY.sign_header(body))
     check_schedule_body(body, None)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.sampled_from(FIELDS), JSON, st.sampled_from(APPT_FIELDS), JSON)
 def test_valid_schedule_with_one_field_replaced(field, value, appt_field, appt_value):
     day = "2026-11-30"
@@ -45,7 +45,7 @@ def test_valid_schedule_with_one_field_replaced(field, value, appt_field, appt_v
         check_schedule_body(body, KEY.sign_header(body))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(st.text(max_size=200))
 def test_ticket_strings(text):
     check_ticket_payload(text.encode("utf-8", "surrogatepass"))
