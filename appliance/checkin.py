@@ -20,7 +20,7 @@ from appliance.clock import Clock
 from appliance.names import public_name
 from appliance.outbox import record_event
 from appliance.schedule import is_usable
-from appliance.ticket import SignedTicket, Unreadable, parse_payload
+from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
 from appliance.verdicts import OK, VERDICTS, messages_for
 
 __all__ = ["OK", "VERDICTS", "CheckinDesk", "ScanResult", "messages_for"]
@@ -111,19 +111,21 @@ class CheckinDesk:
         return datetime.fromtimestamp(epoch, self.tz).date().isoformat()
 
     def _today(self, db) -> tuple[str, bool]:
-        """The office day, and whether hour windows can be enforced.
+        """The office day, and whether the clock can be trusted for dates and windows.
 
-        With an untrusted clock (before the build date, no server offset this boot) the
-        newest cached day stands in for today and windows are not enforced.
+        An untrusted clock (before the build date, no server time this boot) cannot say
+        what day it is: then bookings are judged on their own day (see ``_decide``) and
+        rejected scans are filed under the newest day this appliance has seen.
         """
         if self.clock.trusted:
             return self.clock.office_day(), True
-        row = db.execute("SELECT MAX(date) FROM schedules").fetchone()
+        row = db.execute("SELECT MAX(d) FROM (SELECT MAX(office_day) AS d FROM scans UNION"
+                         " ALL SELECT MAX(date) FROM schedules)").fetchone()
         return (row[0] or self.clock.office_day()), False
 
     def _decide(self, db, parsed, at: float):
         """Return (verdict, booking or None, code or None, detail, today)."""
-        today, windows = self._today(db)
+        today, trusted = self._today(db)
         if isinstance(parsed, Unreadable):
             return "unreadable", None, None, None, today
         code = parsed.booking_code
@@ -133,6 +135,8 @@ class CheckinDesk:
             if parsed.office_id != self.config.office.id:
                 return "wrong_office", None, code, None, today
         booking = self._cached_booking(db, code, today)
+        if booking is None and not trusted and isinstance(parsed, PlainCode):
+            return "no_schedule", None, code, None, today
         if booking is None and isinstance(parsed, SignedTicket):
             booking = _Booking(code, self._date_of(parsed.slot_start), parsed.name, "",
                                parsed.service, parsed.slot_start, parsed.slot_end,
@@ -142,6 +146,8 @@ class CheckinDesk:
                              (today,)).fetchone()
             usable = is_usable(row and row[0], at, self.config.server.max_schedule_age_hours)
             return ("unknown" if usable else "no_schedule"), None, code, None, today
+        if not trusted:
+            today = booking.day  # no clock to say otherwise: the booking's own day
         if booking.cancelled:
             return "cancelled", booking, code, None, today
         row = db.execute("SELECT ticket FROM checkins WHERE office_day = ? AND booking_code = ?",
@@ -150,16 +156,17 @@ class CheckinDesk:
             return "already_checked_in", booking, code, row[0], today
         if booking.day != today:
             return "wrong_day", booking, code, booking.day, today
-        if windows and at < booking.slot_start - self._early:
+        if trusted and at < booking.slot_start - self._early:
             return "too_early", booking, code, self._hhmm(booking.slot_start - self._early), today
-        if windows and at > booking.slot_end + self._late:
+        if trusted and at > booking.slot_end + self._late:
             return "too_late", booking, code, self._hhmm(booking.slot_end + self._late), today
         return OK, booking, code, None, today
 
-    def _is_offline(self, db, at: float) -> bool:
+    def _is_offline(self, db) -> bool:
+        """No server contact for a while. ``sync.last_ok`` is on the local clock, as here."""
         row = db.execute("SELECT value FROM kv WHERE key = 'sync.last_ok'").fetchone()
         try:
-            return row is None or at - float(row[0]) > OFFLINE_AFTER_S
+            return row is None or self.clock.local() - float(row[0]) > OFFLINE_AFTER_S
         except ValueError:
             return True
 
@@ -180,7 +187,7 @@ class CheckinDesk:
                     " last_number = last_number + 1 RETURNING last_number",
                     (today, booking.service)).fetchone()[0]
                 ticket = f"{booking.service}{number:03d}"
-                offline = self._is_offline(db, at)
+                offline = self._is_offline(db)
                 db.execute(
                     "INSERT INTO checkins(office_day, booking_code, ticket, service, name,"
                     " salutation, priority, slot_start, checked_in_at, offline, origin)"

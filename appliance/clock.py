@@ -114,6 +114,10 @@ class Clock:
             return server, True
         return local, False
 
+    def local(self) -> float:
+        """This machine's own wall clock (what other processes wrote their times with)."""
+        return self._wall()
+
     def time(self) -> float:
         """Epoch seconds to decide with."""
         return self._choose()[0]

@@ -167,8 +167,10 @@ class ScannerService:
     def handle_scan(self, payload: bytes) -> None:
         try:
             result = self.desk.scan(payload)
-        except (AntreanError, sqlite3.Error, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad scan must never stop the reader
             # Nothing was committed: the applicant hears the error pattern and scans again.
+            if not isinstance(e, AntreanError | sqlite3.Error | OSError):
+                log.exception("check-in failed on an unexpected error")
             text = f"check-in failed, the scan was not recorded: {e}"
             self._feedback("error")
             self._set_problem("store", text)

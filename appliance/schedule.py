@@ -206,14 +206,15 @@ def save_schedule(store, schedule: Schedule, *, source: str, etag: str | None) -
     """Replace the cached day with ``schedule`` atomically.
 
     Returns False (and writes nothing) when the cache already holds this exact document.
-    A lower version than the cached one is refused: an old USB copy must never resurrect
-    cancelled bookings.
+    An offline import older than the cached version is refused: an old USB copy must never
+    resurrect cancelled bookings. The server's own answer always replaces the day (the
+    contract: it is authoritative, even after a rollback on its side).
     """
     with store.write() as db:
         row = db.execute("SELECT version, body_sha256 FROM schedules WHERE date = ?",
                          (schedule.date,)).fetchone()
         if row is not None:
-            if schedule.version < row[0]:
+            if source == "import" and schedule.version < row[0]:
                 raise ScheduleRejected(
                     f"the schedule for {schedule.date} is version {schedule.version}, older "
                     f"than the cached version {row[0]}; the cache was kept")
@@ -244,7 +245,10 @@ def save_schedule(store, schedule: Schedule, *, source: str, etag: str | None) -
             " slot_end, priority, status) VALUES (?,?,?,?,?,?,?,?,?)",
             [(schedule.date, a.booking_code, a.name, a.salutation, a.service, a.slot_start,
               a.slot_end, int(a.priority), a.status) for a in schedule.appointments])
-        oldest = (date_cls.fromisoformat(schedule.date) - timedelta(days=KEEP_DAYS)).isoformat()
+        # Prune from the earlier of the saved day and this machine's today, so a schedule
+        # for a day weeks ahead never prunes today's.
+        anchor = min(date_cls.fromisoformat(schedule.date), date_cls.today())
+        oldest = (anchor - timedelta(days=KEEP_DAYS)).isoformat()
         db.execute("DELETE FROM appointments WHERE date < ?", (oldest,))
         db.execute("DELETE FROM schedules WHERE date < ?", (oldest,))
     return True

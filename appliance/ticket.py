@@ -79,12 +79,12 @@ def _parse_signed(m: re.Match, trusted: dict[str, bytes]) -> Parsed:
     try:
         fields = json.loads(b64url_decode(payload_b64).decode("utf-8"))
         signature = b64url_decode(sig_b64)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[..." nests too deep
         return Unreadable("the signed ticket's payload is not base64url JSON")
     if not isinstance(fields, dict) or not TICKET_FIELDS <= fields.keys():
         return Unreadable("the signed ticket lacks required fields")
     code = fields["b"]
-    if not isinstance(code, str) or not PLAIN_RE.match(code.upper()):
+    if not isinstance(code, str) or not PLAIN_RE.fullmatch(code.upper()):
         return Unreadable("the signed ticket's booking code is malformed")
     try:
         start = datetime.fromisoformat(fields["s"])
@@ -110,10 +110,10 @@ def parse_payload(payload: bytes | str, trusted: dict[str, bytes] | None = None)
     text = normalise(payload)
     if text is None:
         return Unreadable("not printable ASCII of a sane length")
-    m = SIGNED_RE.match(text)
+    m = SIGNED_RE.fullmatch(text)
     if m:
         return _parse_signed(m, trusted or {})
     code = text.upper()
-    if PLAIN_RE.match(code):
+    if PLAIN_RE.fullmatch(code):
         return PlainCode(code)
     return Unreadable("neither a booking code nor a signed ticket")

@@ -205,7 +205,7 @@ class Screen:
         elif part == "name":
             text = call.name
         else:
-            text = f"Silakan ke {call.counter_name}"
+            text = f"Silakan ke {call.counter_name} / Go to {call.counter_name}"
         style = {"ticket": (0.24, ACCENT, True), "name": (0.085, TEXT, False),
                  "counter": (0.08, TEXT, True)}[part]
         key = (part, text, bg, call.id if call else None)

@@ -77,7 +77,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value).timestamp()
@@ -271,6 +271,7 @@ def sse_events(resp: requests.Response) -> Iterator[SseEvent | None]:
     event_id: str | None = None
     name, data = "", []
     has_field = False
+    size = 0
     for chunk in resp.iter_content(chunk_size=None):
         buf += chunk
         while True:
@@ -289,7 +290,7 @@ def sse_events(resp: requests.Response) -> Iterator[SseEvent | None]:
                     yield SseEvent(event_id, name or "message", "\n".join(data))
                 elif has_field and event_id:
                     yield SseEvent(event_id, "", "")     # only moves the resume point
-                name, data, has_field = "", [], False
+                name, data, has_field, size = "", [], False, 0
                 continue
             if line.startswith(":"):
                 yield None
@@ -301,5 +302,8 @@ def sse_events(resp: requests.Response) -> Iterator[SseEvent | None]:
                 name = value
             elif field == "data":
                 data.append(value)
+                size += len(value)
+                if size > MAX_SSE_LINE:  # one event, however many data lines, stays bounded
+                    raise ServerUnreachable("push stream: an event larger than 1 MiB")
             elif field == "id" and "\0" not in value:
                 event_id = value

@@ -67,7 +67,9 @@ def _epoch(text) -> float | None:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when.timestamp() if when.tzinfo is not None else None
+    if when.tzinfo is None or not 2000 <= when.year <= 2100:  # a sane instant, or none
+        return None
+    return when.timestamp()
 
 
 class PushStream(threading.Thread):
@@ -125,7 +127,8 @@ class PushStream(threading.Thread):
             if self.stop_event.is_set():    # interrupt() closed the response under us
                 return 0.0
             if not isinstance(e, (requests.RequestException, ServerUnreachable, OSError)):
-                raise
+                # A bug or a bizarre answer must not end pushes for good: report, back off.
+                log.exception("push stream: unexpected error")
             reason = f"the stream broke ({type(e).__name__})"
         finally:
             self._resp = None
@@ -176,6 +179,8 @@ class SyncService:
         self._pull_now: set[str] = set()
         self._closed_days: set[str] = set()
         self._status_text = ""
+        self._watchdog_s: float | None = None
+        self._next_watchdog = 0.0
         self._next_pull = self._next_upload = self._next_heartbeat = 0.0
         self._next_age_check = 0.0
 
@@ -313,6 +318,7 @@ class SyncService:
         days = days or self.wanted_days()
         ok, delay = True, self.poll_s
         for day in days:
+            self.keep_alive()
             outcome, retry_after = self.pull_day(day)
             if outcome in ("stored", "unchanged", "closed"):
                 continue
@@ -326,7 +332,8 @@ class SyncService:
             self.pull_backoff.succeeded()
             if self.stream_up:
                 delay = STREAM_PULL_S
-        self.faults.clear_prefix("schedule ", {f"schedule {d}" for d in days})
+        if days == self.wanted_days():  # a push for one day must not clear another's alert
+            self.faults.clear_prefix("schedule ", {f"schedule {d}" for d in days})
         self._next_pull = time.monotonic() + delay
         self.check_schedule_age()
         return ok
@@ -353,6 +360,7 @@ class SyncService:
         done (nothing pending), more (stopped at max_batches), retry or unauthorized."""
         batches = 0
         while True:
+            self.keep_alive()
             batch = pending_batch(self.store, BATCH_SIZE)
             if not batch:
                 self.upload_backoff.succeeded()
@@ -514,8 +522,10 @@ class SyncService:
     def _push_schedule(self, data: dict) -> None:
         day = data.get("date")
         try:
-            Date.fromisoformat(day)
+            valid = Date.fromisoformat(day).isoformat() == day  # YYYY-MM-DD only
         except (TypeError, ValueError):
+            valid = False
+        if not valid:
             log.warning("ignored a schedule push without a valid date")
             return
         self._pull_now.add(day)
@@ -555,8 +565,8 @@ class SyncService:
         self._next_upload = now
         self._next_heartbeat = now
         self._next_age_check = now
-        next_watchdog = now
-        watchdog_s = self.notify.watchdog_interval()
+        self._watchdog_s = self.notify.watchdog_interval()
+        self._next_watchdog = now
         if self.use_stream:
             self.stream = PushStream(self.config, self.inbox,
                                      self.store.get_kv("sync.stream_last_id"), self.stop_event,
@@ -568,11 +578,15 @@ class SyncService:
                  self.config.server.device_id)
         try:
             while not self.stop_event.is_set():
-                self._tick()
+                try:
+                    self._tick()
+                    self.faults.clear("internal")
+                except Exception:  # noqa: BLE001 - degrade visibly, never crash-loop
+                    log.exception("sync: a round failed unexpectedly; trying again shortly")
+                    self.faults.set("internal", "a sync round failed unexpectedly; see the log")
+                    self.stop_event.wait(5.0)
                 now = time.monotonic()
-                if watchdog_s and now >= next_watchdog:
-                    self.notify.watchdog()
-                    next_watchdog = now + watchdog_s
+                self.keep_alive()
                 wait = min(LOOP_TICK_S, max(0.0, min(self._next_pull, self._next_heartbeat)
                                             - now))
                 try:
@@ -582,7 +596,10 @@ class SyncService:
                 while True:
                     if item[0] == "stop":
                         break
-                    self.handle(item)
+                    try:
+                        self.handle(item)
+                    except Exception:  # noqa: BLE001 - one odd push must not stop sync
+                        log.exception("sync: handling %s failed; carrying on", item[0])
                     try:
                         item = self.inbox.get_nowait()
                     except queue.Empty:
@@ -595,6 +612,13 @@ class SyncService:
                 self.stream.join(2.0)
             self.client.close()
         return 0
+
+    def keep_alive(self) -> None:
+        """Ping systemd's watchdog when due; also called between requests of a long round,
+        so a slow server makes sync degraded, not killed."""
+        if self._watchdog_s and time.monotonic() >= self._next_watchdog:
+            self.notify.watchdog()
+            self._next_watchdog = time.monotonic() + self._watchdog_s
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -115,6 +115,13 @@ def test_signed_tickets(desk_at, config, store):
     assert desk.scan("AT1.k2026a.!!.??").verdict == "unreadable"
 
 
+def test_deeply_nested_signed_payload_is_unreadable(desk_at):
+    """JSON nesting deep enough to blow Python's recursion limit, still under 2048 chars."""
+    payload = base64.urlsafe_b64encode(b"[" * 1400).rstrip(b"=").decode()
+    r = desk_at().scan(f"AT1.k2026a.{payload}.AAAA")
+    assert r.verdict == "unreadable"
+
+
 def test_precedence_bad_signature_before_wrong_office(desk_at):
     assert desk_at().scan(signed_ticket(office="JKT", key=OTHER_KEY)).verdict == "bad_signature"
 
@@ -152,12 +159,15 @@ def test_clock_far_behind_uses_server_time(config, store):
 
 def test_untrusted_clock_never_turns_applicants_away(config, store):
     load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY, "15:00")]))
+    # A later day is cached too: it must not become "today" for today's applicants.
+    load(config, store, schedule_doc("2026-12-02", [appointment("LATERDAY", "2026-12-02")]))
     wrong = office_time("2025-01-01", "08:00").timestamp()  # before the build date
     desk = CheckinDesk(store, config, Clock(store, config, wall=lambda: wrong))
     assert not desk.clock.trusted
     r = desk.scan("K7Q2M9XA")
     assert r.verdict == "ok"
     assert store.db.execute("SELECT office_day FROM checkins").fetchone()[0] == DAY
+    assert desk.scan("NOWHERE1").verdict == "no_schedule"
 
 
 def test_every_verdict_has_two_languages():
@@ -166,7 +176,13 @@ def test_every_verdict_has_two_languages():
     for v in VERDICTS:
         detail = {"wrong_day": DAY, "too_early": "08:00", "too_late": "10:00"}.get(v)
         mid, men = messages_for(v, "A001", detail, "Bapak Andi S.")
-        assert mid and men and mid != men
+        indonesian = {"Selamat", "Anda", "Silakan", "Kode", "Tiket", "Jadwal", "Terlalu",
+                      "Waktu", "Booking", "sudah", "tidak"}
+        english = {"Welcome", "You", "Your", "Please", "This", "The", "Too", "Today's",
+                   "Booking"}
+        assert set(mid.replace(".", " ").split()) & indonesian, (v, mid)
+        assert set(men.replace(".", " ").split()) & english, (v, men)
+        assert mid != men
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)

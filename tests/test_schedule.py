@@ -120,3 +120,22 @@ def test_twenty_thousand_appointments(config, store):
     assert json.loads(body)["appointments"][19999]["booking_code"] == "C0019999"
     save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
     assert schedule_info(store, DAY).appointments == 20000
+
+
+def test_a_schedule_weeks_ahead_never_prunes_today(config, store):
+    from datetime import date, timedelta
+
+    today = date.today().isoformat()
+    ahead = (date.today() + timedelta(days=30)).isoformat()
+    for day in (today, ahead):
+        body, sig = sign_doc(schedule_doc(day, [appointment("K7Q2M9XA", day)]))
+        save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
+    assert schedule_info(store, today) is not None and schedule_info(store, ahead) is not None
+
+
+def test_a_pulled_schedule_may_go_back_a_version(config, store):
+    body, sig = sign_doc(good_doc(version=5))
+    save_schedule(store, verify_schedule(body, sig, config), source="pull", etag='"v5"')
+    body, sig = sign_doc(good_doc(version=4, announcements=["rolled back"]))
+    assert save_schedule(store, verify_schedule(body, sig, config), source="pull", etag='"v4"')
+    assert schedule_info(store, DAY).version == 4
