@@ -144,6 +144,9 @@ class CentralClient:
         if not token or any(c.isspace() for c in token):
             raise TokenUnavailable(f"device token file {self.token_file} is empty or holds "
                                    "more than one word; put only the token in it")
+        if not (token.isascii() and token.isprintable()):
+            raise TokenUnavailable(f"device token file {self.token_file} holds characters a "
+                                   "token cannot have; copy the token again as plain text")
         return token
 
     def _headers(self, extra: dict | None = None) -> dict:
