@@ -21,6 +21,7 @@ from pathlib import Path
 
 from appliance.keys import SigningKey, generate_key, load_key_file, write_key_file
 from appliance.supervisor import Supervisor
+from appliance.ticket import sign_ticket
 from drivers.virtual_serial import VirtualSerialScanner
 
 OFFICE_ID = "TRK"
@@ -43,14 +44,9 @@ def antrean_argv(*args: str) -> list[str]:
 
 
 def signed_ticket(key: SigningKey, appt: dict, office: str = OFFICE_ID) -> str:
-    """An AT1 ticket as the booking app prints it (central-api.md section 2)."""
-    from appliance.keys import b64url_encode
-
-    fields = {"b": appt["booking_code"], "o": office, "s": appt["slot_start"],
-              "e": appt["slot_end"], "v": appt["service"], "n": appt["name"],
-              "p": int(appt["priority"])}
-    head = f"AT1.{key.keyid}.{b64url_encode(json.dumps(fields, separators=(',', ':')).encode())}"
-    return f"{head}.{b64url_encode(key.sign(head.encode()))}"
+    """The AT1 ticket of a schedule appointment (central-api.md section 2)."""
+    return sign_ticket(key, appt["booking_code"], office, appt["slot_start"], appt["slot_end"],
+                       appt["service"], appt["name"], appt["priority"])
 
 
 @dataclass

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from appliance.keys import SignatureError, b64url_decode, verify
+from appliance.keys import SignatureError, b64url_decode, b64url_encode, verify
 
 MAX_PAYLOAD_CHARS = 2048
 AIM_PREFIX_RE = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
@@ -117,3 +117,15 @@ def parse_payload(payload: bytes | str, trusted: dict[str, bytes] | None = None)
     if PLAIN_RE.fullmatch(code):
         return PlainCode(code)
     return Unreadable("neither a booking code nor a signed ticket")
+
+
+def sign_ticket(key, booking_code: str, office_id: str, slot_start: str, slot_end: str,
+                service: str, name: str, priority: bool) -> str:
+    """An ``AT1`` ticket as the booking app prints it: the inverse of ``parse_payload``.
+
+    ``key`` is an ``appliance.keys.SigningKey``; times are RFC 3339 strings with an offset.
+    """
+    fields = {"b": booking_code, "o": office_id, "s": slot_start, "e": slot_end, "v": service,
+              "n": name, "p": int(priority)}
+    head = f"AT1.{key.keyid}.{b64url_encode(json.dumps(fields, separators=(',', ':')).encode())}"
+    return f"{head}.{b64url_encode(key.sign(head.encode('ascii')))}"

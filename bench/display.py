@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import pygame  # noqa: E402
 from test_display_world import Mono, Office  # noqa: E402
 
-from bench.stats import result  # noqa: E402
+from bench.stats import percentile, result  # noqa: E402
 from display.screen import Screen  # noqa: E402
 
 LONG_NEWS = ["Harap siapkan dokumen asli Anda: KTP, Kartu Keluarga dan akta kelahiran.",
@@ -58,14 +58,9 @@ for line in sys.stdin:
 """
 
 
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
-
 def report(label, samples_ms):
     print(f"  {label:<34} median {statistics.median(samples_ms):7.3f} ms"
-          f"   p99 {pct(samples_ms, 99):7.3f} ms", flush=True)
+          f"   p99 {percentile(samples_ms, 99):7.3f} ms", flush=True)
 
 
 def frame_costs(office, naive: bool, frames: int, during_call: bool) -> list[float]:
@@ -186,9 +181,9 @@ def main() -> int:
             real = statistics.median(results[f"real, {state}"])
             print(f"  naive / real, {state:<14}        {naive / real:6.1f}x")
             result(f"CPU per frame 1920x1080, {state}, real renderer", real, "ms",
-                   p99=pct(results[f"real, {state}"], 99))
+                   p99=percentile(results[f"real, {state}"], 99))
             result(f"CPU per frame 1920x1080, {state}, naive full redraw", naive, "ms",
-                   p99=pct(results[f"naive, {state}"], 99))
+                   p99=percentile(results[f"naive, {state}"], 99))
             result(f"naive / real CPU per frame, {state}", naive / real, "x", target=5,
                    lower_is_better=False)
         share = idle_share(office, args.idle_seconds)
@@ -197,10 +192,11 @@ def main() -> int:
         result("idle screen at 30 fps, share of one core", share, "%", target=2)
         lat = latency(office, args.trials)
         print(f"Commit-to-screen latency over {len(lat)} calls: median "
-              f"{statistics.median(lat):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms"
+              f"{statistics.median(lat):.1f} ms, p99 {percentile(lat, 99):.1f} ms, "
+              f"max {max(lat):.1f} ms"
               " (target < 100 ms)")
         result("commit to screen", statistics.median(lat), "ms", target=100,
-               p99=pct(lat, 99))
+               p99=percentile(lat, 99))
         office.close()
     pygame.quit()
     return 0

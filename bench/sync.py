@@ -25,21 +25,16 @@ import requests  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from appliance.outbox import counts, record_event  # noqa: E402
 from appliance.store import Store  # noqa: E402
-from bench.stats import result  # noqa: E402
+from bench.stats import percentile, result  # noqa: E402
 from sync.devserver import DevServer  # noqa: E402
 from sync.service import SyncService  # noqa: E402
 
 TOKEN = "bench-token"
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 def report(name: str, seconds: list[float], unit: float = 1000, suffix: str = "ms") -> None:
     print(f"{name:<44} median {statistics.median(seconds) * unit:8.1f} {suffix}   "
-          f"p99 {p99(seconds) * unit:8.1f} {suffix}   (n={len(seconds)})")
+          f"p99 {percentile(seconds, 99) * unit:8.1f} {suffix}   (n={len(seconds)})")
 
 
 def make_config(folder: Path, server: DevServer) -> object:
@@ -75,9 +70,9 @@ def bench_pull(server: DevServer, config, runs: int) -> None:
     report(f"pull+verify+commit {args.appointments} appts", full)
     report("unchanged pull (304, no db write)", unchanged)
     result(f"pull + verify + commit a {args.appointments}-appointment schedule",
-           statistics.median(full) * 1000, "ms", target=1000, p99=p99(full) * 1000)
+           statistics.median(full) * 1000, "ms", target=1000, p99=percentile(full, 99) * 1000)
     result("unchanged pull (304, no database write)", statistics.median(unchanged) * 1000,
-           "ms", p99=p99(unchanged) * 1000)
+           "ms", p99=percentile(unchanged, 99) * 1000)
     print(f"{'':<44} ratio full/304: {statistics.median(full) / statistics.median(unchanged):.0f}x")
     svc.close()
 
@@ -119,7 +114,7 @@ def bench_push(server: DevServer, config, runs: int) -> None:
             latencies.append(time.perf_counter() - t)
         report("pushed call -> in the store", latencies)
         result("pushed call to stored call", statistics.median(latencies) * 1000, "ms",
-               p99=p99(latencies) * 1000)
+               p99=percentile(latencies, 99) * 1000)
     finally:
         svc.request_stop()
         thread.join(10)

@@ -39,7 +39,8 @@ from aiohttp import web
 
 from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE
 from appliance.errors import KeyFileError
-from appliance.keys import b64url_encode, generate_key, load_key_file, write_key_file
+from appliance.keys import generate_key, load_key_file, write_key_file
+from appliance.ticket import sign_ticket
 from sync.demo_schedule import FORMAT, generate_schedule, next_day, office_today
 
 MAX_EVENTS_PER_BATCH = 100
@@ -570,11 +571,9 @@ def build_app(state: CentralState) -> web.Application:
         doc = state.schedule_document(day) or {}
         for a in doc.get("appointments", []):
             if a["booking_code"] == code:
-                payload = {"b": code, "o": state.office_id, "s": a["slot_start"],
-                           "e": a["slot_end"], "v": a["service"], "n": a["name"],
-                           "p": int(a["priority"])}
-                head = f"AT1.{state.key.keyid}.{b64url_encode(_json_bytes(payload))}"
-                return {"ticket": f"{head}.{b64url_encode(state.key.sign(head.encode()))}"}
+                return {"ticket": sign_ticket(state.key, code, state.office_id,
+                                              a["slot_start"], a["slot_end"], a["service"],
+                                              a["name"], a["priority"])}
         raise DevServerError(f"booking code {code!r} is not in the schedule of {day}")
 
     app = web.Application(middlewares=[contract], client_max_size=4 << 20)

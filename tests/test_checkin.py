@@ -13,19 +13,15 @@ from hypothesis import strategies as st
 from appliance.checkin import VERDICTS, CheckinDesk
 from appliance.clock import Clock, record_server_date
 from appliance.schedule import save_schedule, verify_schedule
-from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
+from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload, sign_ticket
 
 DAY = "2026-11-30"
 
 
 def signed_ticket(code="SIGNED01", day=DAY, start="09:00", office="TRK", key=KEY, name="Siti"):
     begin = office_time(day, start)
-    fields = {"b": code, "o": office, "s": begin.isoformat(),
-              "e": (begin + timedelta(minutes=30)).isoformat(), "v": "B", "n": name, "p": 1}
-    payload = base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode())
-    head = f"AT1.{key.keyid}.{payload.rstrip(b'=').decode()}"
-    sig = base64.urlsafe_b64encode(key.sign(head.encode())).rstrip(b"=").decode()
-    return f"{head}.{sig}"
+    return sign_ticket(key, code, office, begin.isoformat(),
+                       (begin + timedelta(minutes=30)).isoformat(), "B", name, True)
 
 
 def load(config, store, doc):
