@@ -94,6 +94,11 @@ def collect_status(config) -> dict:
             else:
                 data["schedule"]["date"] = today
             data["outbox"] = outbox_counts(store)
+            # Dead letters are never retried: show technicians what was refused and why.
+            data["outbox"]["dead_recent"] = [
+                {"id": i, "type": t, "reason": r} for i, t, r in db.execute(
+                    "SELECT id, type, reason FROM outbox WHERE state = 'dead'"
+                    " ORDER BY seq DESC LIMIT 5")]
             q = queue_counts(db, today)
             data["queue"] = {"checked_in": q.checked_in, "waiting": q.waiting,
                              "called": q.called}
@@ -111,7 +116,7 @@ def collect_status(config) -> dict:
                             "last_error": store.get_kv("sync.last_error")}
             data["scanner"] = {"connected": store.get_kv("scanner.connected")}
         data["day"] = today
-    running = _service_processes()
+    running = _service_processes(config.path)
     for service in SERVICES:
         entry = data["services"].setdefault(service, {"running": False,
                                                       "state": "never reported"})
@@ -121,18 +126,34 @@ def collect_status(config) -> dict:
     return data
 
 
-def _service_processes() -> dict[str, int]:
-    """Running ``antrean <service>`` processes, by service name (from /proc, via psutil)."""
+def _service_processes(config_path: str) -> dict[str, int]:
+    """Running ``antrean <service>`` processes of this config, by service (via psutil)."""
     import psutil
 
+    from appliance.config import CONFIG_ENV, DEFAULT_CONFIG_PATH
+
+    mine = os.path.realpath(config_path)
     found: dict[str, int] = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = proc.info.get("cmdline") or []
-        words = [os.path.basename(w) for w in cmd[:6]]
-        if any(w == "antrean" or w == "appliance.cli" for w in words):
-            for service in SERVICES:
-                if service in cmd[1:] and "--snapshot" not in cmd and "--once" not in cmd:
-                    found.setdefault(service, proc.info["pid"])
+        if not any(os.path.basename(w) in ("antrean", "appliance.cli") for w in cmd[:6]):
+            continue
+        if "--config" in cmd[:-1]:
+            theirs = cmd[cmd.index("--config") + 1]
+        else:
+            try:
+                theirs = proc.environ().get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+            except psutil.Error:
+                theirs = DEFAULT_CONFIG_PATH
+        try:
+            cwd = proc.cwd()
+        except psutil.Error:
+            cwd = "/"
+        if os.path.realpath(os.path.join(cwd, theirs)) != mine:
+            continue
+        for service in SERVICES:
+            if service in cmd[1:] and "--snapshot" not in cmd and "--once" not in cmd:
+                found.setdefault(service, proc.info["pid"])
     return found
 
 
@@ -162,6 +183,8 @@ def format_status(d: dict) -> str:
                      f"{sch.get('appointments')} appointments, age {sch['age_s']}s{stale}")
     o, q = d["outbox"], d["queue"]
     lines.append(f"outbox   {o['pending']} pending, {o['dead']} dead")
+    for dead in o.get("dead_recent") or []:
+        lines.append(f"         dead {dead['type']} {dead['id']}: {dead['reason']}")
     lines.append(f"queue    {q['checked_in']} checked in, {q['waiting']} waiting, "
                  f"{q['called']} called")
     if d.get("sync"):

@@ -53,7 +53,7 @@ def test_import_scan_call_status(config_path, schedule_file):
     assert none == {"ticket": None, "counter": 1}
     status = json.loads(antrean("--config", config_path, "status", "--json").stdout)
     assert status["schedule"]["date"] == TODAY and status["schedule"]["version"] == 1
-    assert status["outbox"] == {"pending": 2, "dead": 0}  # checkin, call
+    assert status["outbox"] == {"pending": 2, "dead": 0, "dead_recent": []}  # checkin, call
     assert status["queue"] == {"checked_in": 1, "waiting": 0, "called": 1}
 
 

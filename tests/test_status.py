@@ -35,7 +35,17 @@ def test_status_sees_running_services_including_the_display(config_path):
         for p in procs:
             p.terminate()
             p.wait(timeout=30)
+    from appliance.outbox import mark_dead, pending_batch
+    from appliance.store import Store
+
+    with Store(str(config_path.parent / "antrean.db")) as store:
+        event = pending_batch(store, 1)[0]
+        mark_dead(store, {event.id: "rejected: unknown booking code"})
     data = json.loads(antrean("--config", config_path, "status", "--json").stdout)
+    assert data["outbox"]["dead_recent"] == [{"id": event.id, "type": "scan_rejected",
+                                              "reason": "rejected: unknown booking code"}]
+    assert "rejected: unknown booking code" in antrean("--config", config_path,
+                                                       "status").stdout
     assert not data["services"]["scanner"]["running"]
     assert data["services"]["scanner"]["state"] == "stopped"
     assert not data["services"]["display"]["running"]
