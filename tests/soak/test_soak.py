@@ -144,7 +144,9 @@ def test_soak(tmp_path, capsys):
     log_path = tmp_path / "soak.log"
     rng = random.Random(int(os.environ.get("ANTREAN_SOAK_SEED", "7")))
     with open(log_path, "w") as log:
-        lobby = start_lobby(tmp_path / "lobby", echo=log, sound="chime", seed=rng.random())
+        # Enough bookings that valid tickets never run out at ~3 arrivals a second.
+        lobby = start_lobby(tmp_path / "lobby", echo=log, sound="chime", seed=rng.random(),
+                            appointments=max(160, int(SECONDS * 10)))
         try:
             faults = Faults(lobby, rng)
             memory: dict[str, list[tuple[int, float]]] = {s: [] for s in SERVICES}
