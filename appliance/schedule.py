@@ -254,12 +254,13 @@ def save_schedule(store, schedule: Schedule, *, source: str, etag: str | None) -
     return True
 
 
-def schedule_info(store, day: str) -> ScheduleInfo | None:
+def schedule_info(store, day: str, *, count: bool = True) -> ScheduleInfo | None:
+    """The cached day's facts; ``count=False`` skips counting its appointments (hot loops)."""
+    counted = "(SELECT COUNT(*) FROM appointments a WHERE a.date = s.date)" if count else "0"
     row = store.db.execute(
         "SELECT date, version, etag, generated_at, stored_at, source, office_name, opening_open,"
         " opening_close, services_json, counters_json, announcements_json,"
-        " (SELECT COUNT(*) FROM appointments a WHERE a.date = s.date)"
-        " FROM schedules s WHERE date = ?", (day,)).fetchone()
+        f" {counted} FROM schedules s WHERE date = ?", (day,)).fetchone()
     if row is None:
         return None
     return ScheduleInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],

@@ -248,7 +248,7 @@ class SyncService:
         """Today's schedule, and tomorrow's once today's office hours are over."""
         now = self.clock.now()
         today = now.date().isoformat()
-        info = schedule_info(self.store, today)
+        info = schedule_info(self.store, today, count=False)
         closing = info.opening_close if info is not None else "16:00"
         days = [today]
         if now.strftime("%H:%M") >= closing:
