@@ -240,7 +240,12 @@ def applicant_payload(lobby: Lobby, now: float) -> tuple[str, str]:
         if late:
             return rng.choice(late)["booking_code"], "too late"
     if roll < 0.80:
-        return rng.choice(lobby.tomorrow["appointments"])["booking_code"], "tomorrow's booking"
+        # Tomorrow's schedule is pulled only after closing time: a plain code is unknown
+        # today, a signed ticket says which day it is for (wrong_day).
+        a = rng.choice(lobby.tomorrow["appointments"])
+        if rng.random() < 0.5:
+            return signed_ticket(lobby.key, a), "tomorrow's signed ticket"
+        return a["booking_code"], "tomorrow's booking code"
     if roll < 0.85:
         cancelled = [a for a in appts if a["status"] == "cancelled"]
         if cancelled:
