@@ -155,7 +155,9 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     print(f"[demo] starting the appliance in {out} "
           f"({'headless: snapshots in ' + str(out / 'snapshots') if headless else 'a window'})",
           flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C (even when started from a script that ignores it) and SIGTERM stop the demo.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     lobby = start_lobby(out, headless=headless, sound="off" if headless else "voice")
     print("[demo] all services ready. Ctrl-C stops the demo.", flush=True)
     started = time.monotonic()

@@ -54,3 +54,26 @@ def test_demo_runs_the_whole_appliance_headless(tmp_path):
     # Nothing left running.
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
     assert left.strip() == ""
+
+
+def test_ctrl_c_stops_the_demo_and_leaves_nothing_running(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "demo", "--out", str(out),
+                             "--headless"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=REPO)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "an applicant scans" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    log = "".join(lines) + rest
+    assert proc.returncode == 0, log[-2000:]
+    assert "[demo] stopped." in log and "Traceback" not in log
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert left.strip() == ""
