@@ -19,6 +19,7 @@ import logging
 import queue
 import re
 import signal
+import socket
 import threading
 import time
 from datetime import date as Date
@@ -139,12 +140,22 @@ class PushStream(threading.Thread):
         return self.backoff.failed()
 
     def interrupt(self) -> None:
+        """Unblock the stream's read from another thread (on stop).
+
+        Closing the response would wait for the read to finish (they share a lock), up to a
+        keepalive later; shutting the socket down makes the blocked read return at once.
+        """
         resp = self._resp
-        if resp is not None:
-            try:
+        if resp is None:
+            return
+        sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            else:
                 resp.close()
-            except Exception:   # closing from another thread is best effort
-                pass
+        except Exception:   # closing from another thread is best effort
+            pass
 
 
 class SyncService:

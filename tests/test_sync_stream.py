@@ -141,3 +141,24 @@ def test_silent_stream_is_reconnected(tmp_path, quiet_central):
         wait_until(lambda: quiet_central.admin("GET", "/_admin/state")["requests"]["stream"]
                    >= 3, what="reconnects after silence")
         assert run.service.stream.is_alive()  # still holding on, not given up
+
+
+def test_sigterm_stops_sync_while_the_stream_is_quiet(tmp_path, quiet_central):
+    """The stream's blocked read must not hold the service past SIGTERM (the server's next
+    keepalive is 30 s away here; systemd would wait, then kill)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = write_sync_config(tmp_path, quiet_central)
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "--config", str(config),
+                             "sync"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        wait_until(lambda: streams(quiet_central) >= 1, what="the stream to connect")
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"Traceback" not in proc.stderr.read()
