@@ -24,7 +24,7 @@ from pathlib import Path
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
-from appliance.keys import SigningKey, generate_key, load_key_file, write_key_file
+from appliance.keys import SigningKey, load_or_create_key
 from appliance.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_ticket
 from appliance.names import public_name
 from appliance.outbox import counts as outbox_counts
@@ -37,10 +37,7 @@ from sync.demo_schedule import generate_schedule, next_day
 def prepare(out: Path) -> tuple[Path, SigningKey]:
     """Create (or reuse) the demo's key and config in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    key_path = out / "demo-signing.key"
-    if not key_path.exists():
-        write_key_file(generate_key("kdemo"), str(key_path))
-    key = load_key_file(str(key_path))
+    key, _ = load_or_create_key(str(out / "demo-signing.key"), "kdemo")
     config_path = out / "antrean.toml"
     config_path.write_text(
         "# Written by `antrean demo`.\n"

@@ -104,6 +104,14 @@ def write_key_file(key: SigningKey, path: str) -> None:
         os.fsync(f.fileno())
 
 
+def load_or_create_key(path: str, keyid: str) -> tuple[SigningKey, bool]:
+    """The key at ``path``, made (mode 0600) with ``keyid`` first if missing; (key, made)."""
+    if not os.path.exists(path):
+        write_key_file(generate_key(keyid), path)
+        return load_key_file(path), True
+    return load_key_file(path), False
+
+
 def load_key_file(path: str) -> SigningKey:
     try:
         with open(path, "rb") as f:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from appliance.keys import SigningKey, generate_key, load_key_file, write_key_file
+from appliance.keys import SigningKey, load_or_create_key
 from appliance.supervisor import Supervisor
 from appliance.ticket import sign_ticket
 from drivers.virtual_serial import VirtualSerialScanner
@@ -71,9 +71,7 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
     for old in out.glob("antrean.db*"):
         old.unlink()
     files.snapshots.mkdir(exist_ok=True)
-    if not files.key_path.exists():
-        write_key_file(generate_key("kdemo"), str(files.key_path))
-    key = load_key_file(str(files.key_path))
+    key, _ = load_or_create_key(str(files.key_path), "kdemo")
     token = out / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
@@ -116,7 +114,7 @@ class Central:
                 time.sleep(0.1)
 
 
-def day_around_now(tz, now: datetime) -> tuple[str, str]:
+def day_around_now(now: datetime) -> tuple[str, str]:
     """Opening hours that put "now" early in the office day, whatever the hour."""
     start = max(0, now.hour - 2)
     end = min(23, now.hour + 6)
@@ -170,7 +168,7 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
         day = now.date().isoformat()
         today = generate_schedule(OFFICE_ID, OFFICE_NAME, TIMEZONE, day, appointments,
                                   version=2, generated_at=time.time(),
-                                  hours=day_around_now(tz, now))
+                                  hours=day_around_now(now))
         central.admin("POST", "/_admin/schedule", {"date": day, "document": today,
                                                    "push": False})
         tomorrow = central.admin("GET", f"/_admin/schedule?date={next_day(day)}")["document"]

@@ -33,6 +33,7 @@ from test_display_world import Mono, Office  # noqa: E402
 
 from bench.stats import percentile, result  # noqa: E402
 from display.screen import Screen  # noqa: E402
+from display.service import render_step  # noqa: E402
 
 LONG_NEWS = ["Harap siapkan dokumen asli Anda: KTP, Kartu Keluarga dan akta kelahiran.",
              "Dilarang merokok di ruang tunggu.", "Terima kasih atas kesabaran Anda."]
@@ -68,22 +69,14 @@ def frame_costs(office, naive: bool, frames: int, during_call: bool) -> list[flo
     mono = Mono()
     view = office.view(mono)
     screen = Screen(surface, office.config, wall=office.wall, naive=naive)
-    snap, new = view.poll()
-    screen.feed(snap, new, mono.t)
-    pygame.display.update(screen.frame(mono.t))
+    render_step(view, screen, mono.t)
     if during_call:
         office.queue.recall(1)
     costs = []
     for _ in range(frames):
         mono.t += 1 / 30
         start = time.process_time()
-        snap, new = view.poll()
-        screen.feed(snap, new, mono.t)
-        dirty = screen.frame(mono.t)
-        if naive:
-            pygame.display.flip()
-        elif dirty:
-            pygame.display.update(dirty)
+        render_step(view, screen, mono.t)   # naive: frame() returns the whole screen
         costs.append((time.process_time() - start) * 1000)
         if during_call and mono.t - screen.moment_start > 4.0:   # stay within the flash
             office.queue.recall(1)
@@ -97,18 +90,11 @@ def idle_share(office, seconds: float) -> float:
     screen = Screen(surface, office.config, wall=office.wall)
     clock = pygame.time.Clock()
     for _ in range(10):                       # warm the caches
-        snap, new = view.poll()
-        screen.feed(snap, new, time.monotonic())
-        pygame.display.update(screen.frame(time.monotonic()))
+        render_step(view, screen, time.monotonic())
         clock.tick(30)
     cpu0, wall0 = time.process_time(), time.monotonic()
     while time.monotonic() - wall0 < seconds:
-        now = time.monotonic()
-        snap, new = view.poll()
-        screen.feed(snap, new, now)
-        dirty = screen.frame(now)
-        if dirty:
-            pygame.display.update(dirty)
+        render_step(view, screen, time.monotonic())
         clock.tick(30)
     view.close()
     return (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100

@@ -102,6 +102,21 @@ def open_display(size: tuple[int, int] | None, *, on_pi: bool):
     return surface
 
 
+def render_step(view, screen, now: float) -> list:
+    """One frame of the screen loop: read what changed, draw it, show only the changed areas.
+
+    The service and the benchmark run exactly this; returns the updated rectangles.
+    """
+    import pygame
+
+    snap, new_calls = view.poll()
+    screen.feed(snap, new_calls, now, view.new_scan)
+    dirty = screen.frame(now)
+    if dirty:
+        pygame.display.update(dirty)
+    return dirty
+
+
 def _skip_unused_imports() -> None:
     """Keep pygame from importing numpy (for surfarray) and pkg_resources (for its data).
 
@@ -191,11 +206,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
                 if event.type == pygame.QUIT:
                     stop.append(True)
             now = time.monotonic()
-            snap, new_calls = view.poll()
-            screen.feed(snap, new_calls, now, view.new_scan)
-            dirty = screen.frame(now)
-            if dirty:
-                pygame.display.update(dirty)
+            render_step(view, screen, now)
             announcer.pump()
             if watchdog and now >= next_ping:
                 notify.watchdog()

@@ -39,7 +39,7 @@ from aiohttp import web
 
 from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE
 from appliance.errors import KeyFileError
-from appliance.keys import generate_key, load_key_file, write_key_file
+from appliance.keys import generate_key, load_key_file, load_or_create_key
 from appliance.ticket import sign_ticket
 from sync.demo_schedule import FORMAT, generate_schedule, next_day, office_today
 
@@ -599,12 +599,7 @@ def build_app(state: CentralState) -> web.Application:
 def _load_or_make_key(key_path: str | None, state_dir: str, keyid: str):
     if key_path:
         return load_key_file(key_path), False
-    path = os.path.join(state_dir, "devserver.key")
-    if os.path.exists(path):
-        return load_key_file(path), False
-    key = generate_key(keyid)
-    write_key_file(key, path)
-    return key, True
+    return load_or_create_key(os.path.join(state_dir, "devserver.key"), keyid)
 
 
 class DevServer:

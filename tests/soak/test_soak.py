@@ -79,17 +79,13 @@ class Faults:
             self._order = list(self.kinds)
             self.rng.shuffle(self._order)
         kind = self._order.pop()
-        sup = self.lobby.sup
         if kind.startswith("kill_"):
-            env = None
-            if kind == "kill_scanner":
-                env = {"GPIOZERO_PIN_FACTORY": "mock"}
-            self.restart(kind[5:], env)
+            self.restart(kind[5:])  # same environment as before (the scanner's mock pins)
         elif kind == "clock_past":
             # The machine's wall clock far in the past for a restarted scanner: no applicant
             # may be turned away for it (decisions use the server's time).
-            self.restart("scanner", {"GPIOZERO_PIN_FACTORY": "mock", "LD_PRELOAD": FAKETIME[0],
-                                     "FAKETIME": "-400d", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+            self.restart("scanner", {"LD_PRELOAD": FAKETIME[0], "FAKETIME": "-400d",
+                                     "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         elif kind == "server_down":
             self.server({"down": True})
         elif kind == "server_slow":
@@ -107,8 +103,7 @@ class Faults:
             self.lobby.scanner_pty.unplug()
             time.sleep(0.5)
             self.lobby.scanner_pty.replug()
-        self.done[kind] += 1
-        del sup  # faults on the server are cleared by the loop after a while
+        self.done[kind] += 1  # faults on the server are cleared by the loop after a while
         return kind
 
 
