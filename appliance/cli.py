@@ -244,13 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keygen":
             return cmd_keygen(args)
         if args.command == "devserver":
-            from sync.devserver import main as devserver_main
+            from devtools.devserver import main as devserver_main
 
             return devserver_main(args.devserver_args)
         if args.command == "doctor":
             return cmd_doctor(args)
         if args.command == "demo":
-            from appliance.demo import run_demo
+            from devtools.demo import run_demo
 
             return run_demo(args)
         if args.command == "schedule":

@@ -23,7 +23,7 @@ from appliance.keys import generate_key  # noqa: E402
 from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import line, result, summary  # noqa: E402
-from sync.demo_schedule import generate_schedule  # noqa: E402
+from devtools.demo_schedule import generate_schedule  # noqa: E402
 
 DAY = "2026-11-30"
 APPOINTMENTS = 20_000

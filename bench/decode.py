@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stats import percentile, result  # noqa: E402
+from devtools.scenes import add_noise, barcode_image, box_blur, scene  # noqa: E402
 from drivers.decoder import BACKENDS, get_decoder  # noqa: E402
-from drivers.scenes import add_noise, barcode_image, box_blur, scene  # noqa: E402
 
 PLAIN = "K7Q2M9XA"
 SIGNED = ("AT1.k2026a.eyJiIjoiSzdRMk05WEEiLCJvIjoiVFJLIiwicyI6IjIwMjYtMTEtMzBUMDg6MDA6MDArMDg6"

@@ -30,7 +30,7 @@ from appliance.scanner_service import ScannerService  # noqa: E402
 from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
-from drivers.virtual_serial import VirtualSerialScanner  # noqa: E402
+from devtools.virtual_serial import VirtualSerialScanner  # noqa: E402
 
 TZ = ZoneInfo("Asia/Makassar")
 

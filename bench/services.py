@@ -26,12 +26,12 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import psutil  # noqa: E402
 
-from appliance.lobby import (  # noqa: E402
+from bench.stats import percentile, result  # noqa: E402
+from devtools.lobby import (  # noqa: E402
     COUNTER_PINS,
     applicant_payload,
     start_lobby,
 )
-from bench.stats import percentile, result  # noqa: E402
 
 SERVICES = ("scanner", "sync", "display")
 

@@ -26,7 +26,7 @@ from appliance.config import load_config  # noqa: E402
 from appliance.outbox import counts, record_event  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
-from sync.devserver import DevServer  # noqa: E402
+from devtools.devserver import DevServer  # noqa: E402
 from sync.service import SyncService  # noqa: E402
 
 TOKEN = "bench-token"

@@ -9,8 +9,8 @@ from collections import Counter
 import requests
 
 from appliance.keys import verify_header
-from sync.demo_schedule import generate_schedule
-from sync.devserver import DevServer, main
+from devtools.demo_schedule import generate_schedule
+from devtools.devserver import DevServer, main
 
 AUTH = {"Authorization": "Bearer dev-token"}
 
@@ -79,7 +79,7 @@ def test_bad_options_are_one_line_errors(capsys):
 
 
 def test_command_serves_until_terminated(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "sync.devserver", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.devserver", "--port", "0",
                              "--state", str(tmp_path / "s"), "--appointments", "20000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

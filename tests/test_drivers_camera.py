@@ -5,10 +5,10 @@ import queue
 import numpy as np
 import pytest
 
+from devtools.scenes import add_noise, barcode_image, box_blur, scene
 from drivers.camera_scanner import CameraScanner, FileFrames, SightingFilter, load_frame
 from drivers.decoder import decode
 from drivers.errors import AntreanError, BadFrame
-from drivers.scenes import add_noise, barcode_image, box_blur, scene
 
 PLAIN = "K7Q2M9XA"
 # A signed ticket's shape: AT1.<kid>.<base64url payload>.<base64url 64-byte signature>.

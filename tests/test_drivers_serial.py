@@ -5,9 +5,9 @@ import queue
 import pytest
 import serial
 
+from devtools.virtual_serial import VirtualSerialScanner
 from drivers.line_framer import OverlongLine
 from drivers.serial_scanner import SerialScanner
-from drivers.virtual_serial import VirtualSerialScanner
 
 WAIT = 5.0  # generous upper bound for a thread hand-over; tests never wait this long if OK
 

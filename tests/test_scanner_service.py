@@ -17,7 +17,7 @@ from appliance.config import load_config
 from appliance.scanner_service import ScannerService
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
-from drivers.virtual_serial import VirtualSerialScanner
+from devtools.virtual_serial import VirtualSerialScanner
 
 WAIT = 20.0  # upper bound for the service to catch up; passing runs never wait this long
 CODES = [f"K7Q2M9{i:02d}" for i in range(12)]

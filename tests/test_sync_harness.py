@@ -14,7 +14,7 @@ import pytest
 from appliance.config import load_config
 from appliance.outbox import record_event
 from appliance.store import Store
-from sync.devserver import DevServer
+from devtools.devserver import DevServer
 
 TOKEN = "dev-token-0123456789"
 DEVICE = "trk-lobby-1"

@@ -17,7 +17,7 @@ from referencing.jsonschema import DRAFT202012
 from test_sync_harness import DEVICE, TOKEN, record_events
 
 from appliance.outbox import pending_batch, record_event
-from sync.devserver import build_app
+from devtools.devserver import build_app
 from sync.service import SyncService
 
 SPEC = yaml.safe_load((Path(__file__).parent.parent / "sync" / "openapi.yaml").read_text())

@@ -11,7 +11,7 @@ from test_sync_harness import wait_until, write_sync_config
 from appliance.config import load_config
 from appliance.schedule import schedule_info
 from appliance.store import Store
-from sync.devserver import DevServer
+from devtools.devserver import DevServer
 from sync.service import SyncService
 
 pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures

@@ -273,7 +273,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_sync_runs_a_full_round_without_writable_executable_memory(tmp_path):
-    DevServer = pytest.importorskip("sync.devserver").DevServer
+    DevServer = pytest.importorskip("devtools.devserver").DevServer
     harness = pytest.importorskip("test_sync_harness")
     TOKEN, write_sync_config = harness.TOKEN, harness.write_sync_config
 

@@ -2,7 +2,7 @@
 called, and at the central server exactly once.
 
 The three services run as real processes with the reference server on loopback, a serial
-scanner on a real pty and counter buttons on gpiozero's mock pins (``appliance.lobby``).
+scanner on a real pty and counter buttons on gpiozero's mock pins (``devtools.lobby``).
 Simulated applicants and officers act through those edges while faults are injected: SIGKILL
 of each service, the server down, slow, answering 500/429 or garbage, the push stream cut
 mid-event, the scanner unplugged and plugged back, and a service restarted with its clock far
@@ -24,7 +24,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from appliance.lobby import (
+from devtools.lobby import (
     COUNTER_PINS,
     RECALL_PINS,
     applicant_payload,

@@ -41,7 +41,7 @@ from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE
 from appliance.errors import KeyFileError
 from appliance.keys import generate_key, load_key_file, load_or_create_key
 from appliance.ticket import sign_ticket
-from sync.demo_schedule import FORMAT, generate_schedule, next_day, office_today
+from devtools.demo_schedule import FORMAT, generate_schedule, next_day, office_today
 
 MAX_EVENTS_PER_BATCH = 100
 HUGE_BODY_BYTES = 1 << 30

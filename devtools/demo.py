@@ -25,13 +25,13 @@ from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
 from appliance.keys import SigningKey, load_or_create_key
-from appliance.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_ticket
 from appliance.names import public_name
 from appliance.outbox import counts as outbox_counts
 from appliance.queue import Queue, queue_counts
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
-from sync.demo_schedule import generate_schedule, next_day
+from devtools.demo_schedule import generate_schedule, next_day
+from devtools.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_ticket
 
 
 def prepare(out: Path) -> tuple[Path, SigningKey]:
@@ -126,7 +126,7 @@ def run_cli_day(out: Path, seed: int = 2026) -> int:
 def _snapshot(out: Path, config: Path, index: int) -> Path | None:
     import subprocess
 
-    from appliance.lobby import antrean_argv
+    from devtools.lobby import antrean_argv
 
     path = out / "snapshots" / f"screen-{index:04d}.png"
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
@@ -145,7 +145,7 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     import signal
     import time
 
-    from appliance.lobby import COUNTER_PINS, applicant_payload, officer_push_call, start_lobby
+    from devtools.lobby import COUNTER_PINS, applicant_payload, officer_push_call, start_lobby
 
     has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     headless = headless or not has_screen

@@ -1,7 +1,7 @@
 """The whole appliance on one machine with no hardware: the demo's and the soak test's lobby.
 
 It starts the reference central server and the three services as real processes (through
-:class:`appliance.supervisor.Supervisor`, the way systemd would), with a real pseudo-terminal
+:class:`devtools.supervisor.Supervisor`, the way systemd would), with a real pseudo-terminal
 as the serial scanner and gpiozero's mock pins behind a button panel for the counters. The
 simulated applicants and officers act only through the real edges: bytes on the scanner's pty,
 presses on the counter buttons, and calls pushed by the server's "officer software".
@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from appliance.keys import SigningKey, load_or_create_key
-from appliance.supervisor import Supervisor
 from appliance.ticket import sign_ticket
-from drivers.virtual_serial import VirtualSerialScanner
+from devtools.supervisor import Supervisor
+from devtools.virtual_serial import VirtualSerialScanner
 
 OFFICE_ID = "TRK"
 OFFICE_NAME = "Kantor Imigrasi Kelas II TPI Tarakan"
@@ -150,7 +150,7 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
     """Start server, sync, scanner and display; returns once all four are ready."""
     from zoneinfo import ZoneInfo
 
-    from sync.demo_schedule import generate_schedule, next_day
+    from devtools.demo_schedule import generate_schedule, next_day
 
     port = free_port()
     files, key = prepare(out, port=port, display_sound=sound)
