@@ -22,10 +22,12 @@ system-packages:
 		echo "missing system packages; run: sudo apt-get install -y $$missing"; \
 	fi
 
-$(VENV)/.installed: pyproject.toml | system-packages
+# The appliance with its test and development extras, and the development tools (devtools/):
+# systemd/install.sh installs neither on a Pi.
+$(VENV)/.installed: pyproject.toml devtools/pyproject.toml | system-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,keyboard]'
+	$(BIN)/python -m pip install -q -e '.[test,keyboard,dev]' -e ./devtools
 	touch $@
 
 lint: $(VENV)/.installed

@@ -84,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("doctor", help="check this installation and say what to fix")
     dr.add_argument("--json", action="store_true")
 
-    dv = sub.add_parser("devserver", help="run the reference central server",
+    dv = sub.add_parser("devserver", help="run the reference central server (development tool)",
                         add_help=False)
     dv.add_argument("devserver_args", nargs=argparse.REMAINDER)
 
-    dm = sub.add_parser("demo", help="run the demo (see `make demo`)")
+    dm = sub.add_parser("demo", help="run the demo (development tool; see `make demo`)")
     dm.add_argument("--out", default="demo-out", metavar="DIR",
                     help="folder for the demo's config, database and snapshots")
     dm.add_argument("--seconds", type=float, default=0,
@@ -223,6 +223,26 @@ def _run_service(args, config) -> int:
     return run(config, once=args.once)
 
 
+def _dev_tool(command: str, what: str):
+    """``devtools.<command>``, or None after one line on how to get it.
+
+    The development tools are a distribution of their own that is never installed on a Pi,
+    so on an appliance ``antrean devserver`` and ``antrean demo`` explain themselves instead.
+    """
+    import importlib
+
+    module = f"devtools.{command}"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        # Only a missing tool or its own package (aiohttp) means "not installed here".
+        if e.name not in ("devtools", module, "aiohttp"):
+            raise
+    print(f"antrean {command}: {what} is a development tool, not installed on appliances; "
+          "in a checkout run `make demo` or `pip install -e ./devtools`", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # The reference server has options of its own; everything after `devserver` is its.
@@ -244,15 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "keygen":
             return cmd_keygen(args)
         if args.command == "devserver":
-            from devtools.devserver import main as devserver_main
-
-            return devserver_main(args.devserver_args)
+            devserver = _dev_tool("devserver", "the reference server")
+            if devserver is None:
+                return EXIT_USAGE
+            return devserver.main(args.devserver_args)
         if args.command == "doctor":
             return cmd_doctor(args)
         if args.command == "demo":
-            from devtools.demo import run_demo
-
-            return run_demo(args)
+            demo = _dev_tool("demo", "the demo")
+            if demo is None:
+                return EXIT_USAGE
+            return demo.run_demo(args)
         if args.command == "schedule":
             return cmd_schedule(args, config)
         cfg = config()
