@@ -227,6 +227,15 @@ install_config() {
 
 write_stamp() { printf '%s\n' "$1" >"$STAMP"; }
 
+# The appliance alone: the root project without extras, never devtools/ (development only).
+# setuptools packs whatever an earlier build left in $SRC/build into the new wheel, so a
+# module that has since moved out of the appliance (the reference server did) would come
+# back with it: build from a clean slate.
+pip_install_appliance() {
+    rm -rf "$SRC/build"
+    "$VENV/bin/pip" install --disable-pip-version-check --quiet --upgrade "$SRC"
+}
+
 install_venv() {
     if [ "$STAGED" = 1 ]; then
         say "skip python3 -m venv --system-site-packages $VENV (--root)"
@@ -246,8 +255,7 @@ install_venv() {
         return
     fi
     CODE_CHANGED=1
-    change "run pip install $SRC into $VENV" \
-        "$VENV/bin/pip" install --disable-pip-version-check --quiet --upgrade "$SRC"
+    change "run pip install $SRC into $VENV" pip_install_appliance
     change "write $STAMP" write_stamp "$want"
 }
 
