@@ -1,7 +1,8 @@
 """The appliance as a Pi gets it: the wheel alone, without the dev extra or devtools/.
 
-systemd/install.sh installs the root project without extras; here its wheel goes into a fresh
-virtual environment with nothing else (its runtime dependencies come from the package index).
+systemd/install.sh installs the root project without extras. Here its wheel is built and
+inspected, and install.sh's own pip step installs the appliance into a fresh virtual
+environment with nothing else (the runtime dependencies come from the package index).
 The reference server and aiohttp must not be there, ``antrean devserver`` and ``antrean demo``
 must say in one line how to get them, and the three services must still start and tell
 systemd READY=1. Slow (it builds a wheel and installs the dependencies), so it is marked, but
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +26,7 @@ import pytest
 from conftest import write_config
 
 REPO = Path(__file__).resolve().parents[1]
+INSTALL_SH = REPO / "systemd" / "install.sh"
 APPLIANCE_PACKAGES = {"appliance", "drivers", "display", "sync"}
 # What moved to devtools/ and must never be found on a Pi again.
 DEV_MODULES = {"devserver.py", "demo_schedule.py", "lobby.py", "supervisor.py", "demo.py",
@@ -53,11 +56,24 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
-    env_dir = tmp_path_factory.mktemp("appliance") / "venv"
+def venv(tmp_path_factory) -> Path:
+    """A fresh venv with the appliance installed by install.sh's own pip step.
+
+    The source is a checkout upgraded from before the move: its build/ still holds the
+    reference server from an earlier install, which must not come back.
+    """
+    tmp = tmp_path_factory.mktemp("appliance")
+    src = _copy_source(tmp / "src")
+    stale = src / "build" / "lib" / "sync" / "devserver.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from aiohttp import web\n")
+    env_dir = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
-    subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                    "--disable-pip-version-check", str(wheel)], check=True, timeout=1200)
+    step = re.search(r"^pip_install_appliance\(\) \{\n.*?^\}\n", INSTALL_SH.read_text(),
+                     re.M | re.S).group(0)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", f"{step}pip_install_appliance"],
+                   env={**os.environ, "SRC": str(src), "VENV": str(env_dir)},
+                   check=True, timeout=1200)
     return env_dir
 
 
