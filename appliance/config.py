@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.backends import NO_SCANNER, SCANNER_KINDS
 from appliance.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/antrean/antrean.toml"
@@ -124,7 +125,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "ca_file": _Key(str, ""),
     },
     "scanner": {
-        "kind": _Key(str, "none", choices=("serial", "camera", "keyboard", "stdin", "none")),
+        "kind": _Key(str, NO_SCANNER, choices=SCANNER_KINDS),
         "port": _Key(str, "/dev/antrean-scanner"),
         "baudrate": _Key(int, 9600, choices=SERIAL_BAUDRATES),
         "decoder": _Key(str, "zxing", choices=("zxing", "pyzbar")),

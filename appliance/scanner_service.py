@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 
+from appliance.backends import NO_SCANNER, SCANNERS
 from appliance.checkin import CheckinDesk
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
@@ -43,35 +44,15 @@ SERVICE = "scanner"
 
 
 def build_backend(config, on_payload, on_state, *, stdin_fd: int | None = None):
-    """The scanner backend ``scanner.kind`` names, or None for ``none``.
+    """The scanner backend ``scanner.kind`` names (``appliance.backends.SCANNERS``), or None
+    for ``none``.
 
     Raises ``AntreanError`` (e.g. ``BackendUnavailable``) when it cannot even be built.
     """
-    sc = config.scanner
-    kind = sc.kind
-    if kind == "serial":
-        from drivers.serial_scanner import SerialScanner
-
-        return SerialScanner(sc.port, sc.baudrate, on_payload=on_payload, on_state=on_state)
-    if kind == "camera":
-        from drivers.camera_scanner import CameraScanner, FileFrames, Picamera2Frames
-
-        if sc.frames_dir:
-            frames = FileFrames(sc.frames_dir, fps=sc.camera_fps, realtime=True)
-        else:
-            frames = Picamera2Frames(sc.camera_width, sc.camera_height, sc.camera_fps)
-        return CameraScanner(frames, on_payload=on_payload, on_state=on_state,
-                             decoder=sc.decoder, repeat_seconds=sc.repeat_seconds)
-    if kind == "keyboard":
-        from drivers.keyboard_scanner import KeyboardScanner
-
-        return KeyboardScanner(sc.device, on_payload=on_payload, on_state=on_state,
-                               timeout_s=sc.keypad_timeout_s)
-    if kind == "stdin":
-        from drivers.stdin_scanner import StdinScanner
-
-        return StdinScanner(on_payload=on_payload, on_state=on_state, fd=stdin_fd)
-    return None
+    if config.scanner.kind == NO_SCANNER:
+        return None
+    return SCANNERS.build(config.scanner.kind, config.scanner, on_payload=on_payload,
+                          on_state=on_state, stdin_fd=stdin_fd)
 
 
 class ScannerService:

@@ -45,6 +45,16 @@ class ScannerBackend:
         self.detail = ""
         self.finished = False
 
+    @classmethod
+    def from_config(cls, scanner, *, on_payload: PayloadCallback,
+                    on_state: StateCallback | None = None, stdin_fd: int | None = None):
+        """This backend as the ``[scanner]`` config section describes it.
+
+        The registry (``appliance.backends.SCANNERS``) calls it for the configured
+        ``scanner.kind``; ``stdin_fd`` stands in for standard input (only ``stdin`` reads it).
+        """
+        raise NotImplementedError
+
     # lifecycle -------------------------------------------------------------------------
 
     def start(self) -> ScannerBackend:

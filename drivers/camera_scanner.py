@@ -174,6 +174,18 @@ class CameraScanner(ScannerBackend):
         self.retry_s = retry_s
         self.frames_seen = 0
 
+    @classmethod
+    def from_config(cls, scanner, *, on_payload, on_state=None, stdin_fd=None):
+        """Frames from ``scanner.frames_dir`` when set (a recorded or test scene), else the
+        Pi camera."""
+        if scanner.frames_dir:
+            frames = FileFrames(scanner.frames_dir, fps=scanner.camera_fps, realtime=True)
+        else:
+            frames = Picamera2Frames(scanner.camera_width, scanner.camera_height,
+                                     scanner.camera_fps)
+        return cls(frames, on_payload=on_payload, on_state=on_state, decoder=scanner.decoder,
+                   repeat_seconds=scanner.repeat_seconds)
+
     def scan_frame(self, gray: np.ndarray, now: float) -> list[str]:
         """Decode one frame; return the codes that are new sightings."""
         return self.sightings.update(self.decoder.decode(check_frame(gray)), now)

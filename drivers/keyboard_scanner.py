@@ -154,6 +154,11 @@ class KeyboardScanner(ScannerBackend):
         self.poll_s = poll_s
         self.reader = KeyLineReader(timeout_s, max_length)
 
+    @classmethod
+    def from_config(cls, scanner, *, on_payload, on_state=None, stdin_fd=None):
+        return cls(scanner.device, on_payload=on_payload, on_state=on_state,
+                   timeout_s=scanner.keypad_timeout_s)
+
     def _open(self):
         if not self.device_path:
             self._set_state(False, "keyboard scanner: scanner.device is empty; set it to the "

@@ -39,6 +39,10 @@ class SerialScanner(ScannerBackend):
         self.framer = LineFramer(max_length)
         self.open_attempts = 0
 
+    @classmethod
+    def from_config(cls, scanner, *, on_payload, on_state=None, stdin_fd=None):
+        return cls(scanner.port, scanner.baudrate, on_payload=on_payload, on_state=on_state)
+
     def _open(self) -> serial.Serial | None:
         self.open_attempts += 1
         try:

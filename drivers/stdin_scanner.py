@@ -29,6 +29,10 @@ class StdinScanner(ScannerBackend):
         self.poll_s = poll_s
         self.framer = LineFramer(max_length)
 
+    @classmethod
+    def from_config(cls, scanner, *, on_payload, on_state=None, stdin_fd=None):
+        return cls(on_payload=on_payload, on_state=on_state, fd=stdin_fd)
+
     def _run(self) -> None:
         self._set_state(True, "reading codes from standard input")
         while not self._stop.is_set():
