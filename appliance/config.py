@@ -4,11 +4,17 @@ Strict like Klipper's: an unknown section or key, a wrong type or an out-of-rang
 ``ConfigError`` naming the key and the file, so a typo never silently falls back to a default.
 Names are fixed by the installer contract (docs/config.md documents every key).
 
-Example::
+Example (``load_config(path)`` reads the file and does the same)::
 
-    >>> cfg = load_config("/etc/antrean/antrean.toml")   # doctest: +SKIP
-    >>> cfg.office.timezone
+    >>> data = {"office": {"id": "TRK", "timezone": "Asia/Makassar"},
+    ...         "storage": {"path": "/var/lib/antrean/antrean.db"},
+    ...         "trust": {"keys": {}}}
+    >>> parse_config(data, "antrean.toml").office.timezone
     'Asia/Makassar'
+    >>> data["scanner"] = {"kind": "serial", "baud": 9600}
+    >>> parse_config(data, "antrean.toml")
+    Traceback (most recent call last):
+    appliance.errors.ConfigError: antrean.toml: unknown key scanner.baud; known keys in ...
 """
 
 from __future__ import annotations

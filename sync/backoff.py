@@ -5,8 +5,8 @@ back in the same second and knock the server over again.
 
 Example::
 
-    >>> b = Backoff(base_s=1, cap_s=60, rng=lambda lo, hi: hi)
-    >>> b.failed(), b.failed(), b.failed(retry_after=30)
+    >>> b = Backoff(base_s=1.0, cap_s=60.0, rng=lambda lo, hi: hi)
+    >>> b.failed(), b.failed(), b.failed(retry_after=30.0)
     (1.0, 2.0, 30.0)
     >>> b.succeeded(); b.failures
     0
