@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 APT_PACKAGES := python3-venv python3-dev gcc libzbar0 espeak-ng fonts-dejavu-core \
 	fonts-noto-core fonts-droid-fallback systemd faketime
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
+# Where docstring examples live: each one runs in `make test` (devtools/example_office.py).
+PACKAGES := appliance drivers display sync devtools
 
 .PHONY: test demo bench soak lint system-packages clean
 
@@ -35,6 +37,7 @@ lint: $(VENV)/.installed
 
 test: system-packages $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(HEADLESS) $(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules $(PACKAGES)
 	$(HEADLESS) $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 demo: system-packages $(VENV)/.installed

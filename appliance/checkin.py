@@ -76,9 +76,12 @@ class CheckinDesk:
 
     Example::
 
-        >>> desk = CheckinDesk(store, config)      # doctest: +SKIP
-        >>> desk.scan(b"]Q1K7Q2M9XA\\r\\n").verdict  # doctest: +SKIP
-        'ok'
+        >>> desk = CheckinDesk(store, config, clock)
+        >>> result = desk.scan(b"]Q1K7Q2M9XA\\r\\n")
+        >>> result.verdict, result.ticket
+        ('ok', 'A001')
+        >>> desk.scan(b"K7Q2M9XA").verdict
+        'already_checked_in'
     """
 
     def __init__(self, store, config, clock: Clock | None = None):

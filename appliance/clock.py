@@ -58,8 +58,8 @@ class Clock:
 
     Example::
 
-        >>> clock = Clock(store, config)   # doctest: +SKIP
-        >>> clock.office_day()             # doctest: +SKIP
+        >>> clock = Clock(store, config)
+        >>> clock.office_day(1796000000.0)     # 08:53 in Tarakan
         '2026-11-30'
     """
 

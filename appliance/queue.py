@@ -91,9 +91,14 @@ class Queue:
 
     Example::
 
-        >>> q = Queue(store, config)        # doctest: +SKIP
-        >>> q.call_next(1).ticket           # doctest: +SKIP
-        'A001'
+        >>> from appliance.checkin import CheckinDesk
+        >>> _ = CheckinDesk(store, config, clock).scan(b"K7Q2M9XA")     # checks in as A001
+        >>> q = Queue(store, config, clock)
+        >>> call = q.call_next(1)
+        >>> call.ticket, call.counter_name
+        ('A001', 'Loket 1')
+        >>> q.call_next(1) is None          # nobody else is waiting
+        True
     """
 
     def __init__(self, store, config, clock: Clock | None = None):

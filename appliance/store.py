@@ -7,9 +7,11 @@ migrated forward by number (``PRAGMA user_version``) in one transaction per step
 
 Example::
 
-    >>> with Store(":memory:") as store:           # doctest: +SKIP
+    >>> with Store(":memory:") as store:
     ...     with store.write() as db:
-    ...         db.execute("INSERT INTO kv(key, value, updated_at) VALUES ('x', '1', 0)")
+    ...         _ = db.execute("INSERT INTO kv(key, value, updated_at) VALUES ('x', '1', 0)")
+    ...     store.get_kv("x")
+    1
 """
 
 from __future__ import annotations

@@ -10,10 +10,19 @@ Run it::
 
     antrean devserver --port 8080 --state /tmp/central --token dev-token
 
-Or in-process for a test::
+Or in-process for a test, told to answer 503 with ``Retry-After``::
 
-    >>> with DevServer() as server:                        # doctest: +SKIP
-    ...     server.admin("POST", "/_admin/faults", {"status": 500, "retry_after": 1})
+    >>> import requests
+    >>> with DevServer(token="dev-token") as server:
+    ...     today = server.admin("GET", "/_admin/state")["today"]
+    ...     url = f"{server.url}/offices/TRK/schedule?date={today}"
+    ...     auth = {"Authorization": "Bearer dev-token"}
+    ...     print(requests.get(url, headers=auth).status_code)
+    ...     _ = server.admin("POST", "/_admin/faults", {"status": 503, "retry_after": 1})
+    ...     r = requests.get(url, headers=auth)
+    ...     print(r.status_code, r.headers["Retry-After"])
+    200
+    503 1
 """
 
 from __future__ import annotations

@@ -8,9 +8,16 @@ killed). Output is relayed line by line with the service's name in front.
 
 Example::
 
-    >>> with Supervisor(workdir) as sup:                       # doctest: +SKIP
-    ...     sup.start("scanner", ["antrean", "--config", cfg, "scanner"])
-    ...     sup.wait_ready("scanner", timeout=10)
+    >>> import tempfile
+    >>> ready_then_wait = ("from appliance.notify import SdNotify; import time; "
+    ...                    "SdNotify().ready(); time.sleep(60)")
+    >>> with Supervisor(tempfile.mkdtemp(), echo=None) as sup:
+    ...     _ = sup.start("service", [sys.executable, "-c", ready_then_wait])
+    ...     seconds = sup.wait_ready("service", timeout=30)      # READY=1, as systemd hears it
+    ...     sup.children["service"].running()
+    True
+    >>> sup.children["service"].running()                       # closing stopped it
+    False
 """
 
 from __future__ import annotations

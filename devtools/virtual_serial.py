@@ -7,8 +7,14 @@ USB unplug); ``replug()`` makes a new pty behind the same link.
 
 Example::
 
-    >>> with VirtualSerialScanner("/tmp/antrean-scanner") as v:     # doctest: +SKIP
+    >>> import serial, tempfile
+    >>> link = os.path.join(tempfile.mkdtemp(), "scanner")
+    >>> with VirtualSerialScanner(link) as v, serial.Serial(link, 9600, timeout=5) as port:
     ...     v.write(b"K7Q2M9XA\\r\\n")
+    ...     port.readline()
+    b'K7Q2M9XA\\r\\n'
+    >>> os.path.exists(link)                                  # closing unplugged it
+    False
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ tries again every few seconds.
 
 Example::
 
-    >>> view = StoreView(config)                  # doctest: +SKIP
+    >>> view = StoreView(config)
     >>> snap, new_calls = view.poll()
-    >>> snap.problem is None
-    True
+    >>> snap.problem is None, new_calls
+    (True, [])
 """
 
 from __future__ import annotations

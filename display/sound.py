@@ -12,9 +12,15 @@ the channel and notices which have ended.
 
 Example::
 
-    >>> ann = Announcer("voice", ClipLibrary(None))          # doctest: +SKIP
+    >>> import time
+    >>> ann = Announcer("chime", ClipLibrary(None))      # "voice" adds the spoken call
     >>> ann.announce(41, "A012", 1, "Bapak Andi S.")
-    >>> while not ann.done(41): ann.pump()
+    >>> while not ann.done(41):                          # the render loop, once a frame
+    ...     ann.pump()
+    ...     time.sleep(1 / 30)
+    >>> ann.history[-1].keys
+    ['chime']
+    >>> ann.close()
 """
 
 from __future__ import annotations

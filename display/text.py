@@ -11,8 +11,10 @@ caches the rendered surface (bounded LRU): the screen re-renders only text that 
 
 Example::
 
-    >>> r = TextRenderer()                                   # doctest: +SKIP
+    >>> r = TextRenderer()
     >>> surf = r.fit("Bapak Andi S.", 800, 120, max_size=110)
+    >>> surf.get_width() <= 800 and surf.get_height() <= 120
+    True
 """
 
 from __future__ import annotations

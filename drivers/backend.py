@@ -7,11 +7,19 @@ The callbacks may block (the service applies back-pressure that way); they must 
 touch the store themselves. ``close()`` may be called twice; ``start()`` after close raises
 ``DriverClosed``.
 
-Example::
+Example (the stdin backend on an input that has already ended)::
 
-    >>> b = SomeBackend(on_payload=print)     # doctest: +SKIP
-    >>> with b:                                # starts the thread, closes on exit
+    >>> import os
+    >>> from drivers.stdin_scanner import StdinScanner
+    >>> read_end, write_end = os.pipe()
+    >>> os.close(write_end)
+    >>> with StdinScanner(on_payload=print, fd=read_end) as b:   # starts the thread
     ...     pass
+    >>> b.close()                                                # a second close is fine
+    >>> b.start()
+    Traceback (most recent call last):
+    drivers.errors.DriverClosed: the stdin scanner was started after close()
+    >>> os.close(read_end)
 """
 
 from __future__ import annotations

@@ -8,10 +8,18 @@ A code is reported once while it stays in view; the same code is reported again 
 it has been out of view for ``repeat_seconds`` (an applicant who lowers the phone and shows it
 again gets a new verdict, a phone held still does not flood the store).
 
-Example::
+Example (frames from memory; ``FileFrames(folder)`` reads PNG or ``.npy`` files the same way,
+``Picamera2Frames()`` is the Pi camera)::
 
-    >>> cam = CameraScanner(FileFrames("demo/frames"), on_payload=print)   # doctest: +SKIP
-    >>> cam.start()                                                        # doctest: +SKIP
+    >>> import zxingcpp
+    >>> symbol = zxingcpp.create_barcode("K7Q2M9XA", zxingcpp.BarcodeFormat.QRCode)
+    >>> qr = np.asarray(zxingcpp.write_barcode_to_image(symbol, scale=4), np.uint8)
+    >>> seen = []
+    >>> with CameraScanner(FileFrames([qr, qr, qr]), on_payload=seen.append) as cam:
+    ...     while not cam.finished:
+    ...         time.sleep(0.01)
+    >>> seen                            # three frames with the code in view: one scan
+    [b'K7Q2M9XA']
 """
 
 from __future__ import annotations

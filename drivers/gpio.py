@@ -13,10 +13,14 @@ makes the call. ``gpio.next_pins[i]`` is counter ``i + 1``. Tests use gpiozero's
 
 Example::
 
-    >>> import queue
+    >>> from gpiozero.pins.mock import MockFactory
+    >>> pins = MockFactory()
     >>> actions = queue.Queue()
-    >>> with Gpio(actions, next_pins=[5]) as gpio:     # doctest: +SKIP
-    ...     gpio.accepted()
+    >>> with Gpio(actions, next_pins=[5], pin_factory=pins) as gpio:
+    ...     gpio.accepted()                 # green LED for a second, one short beep
+    ...     pins.pin(5).drive_low()         # counter 1's "next" button pressed
+    ...     actions.get(timeout=5)
+    ('next', 1)
 """
 
 from __future__ import annotations

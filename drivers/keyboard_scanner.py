@@ -9,10 +9,16 @@ the text is framed into lines by the shared ``LineFramer``.
 
 ``evdev`` is imported only when this backend starts: ``pip install antrean[keyboard]``.
 
-Example::
+``KeyboardScanner("/dev/input/by-id/usb-SCANNER-event-kbd", on_payload=...)`` reads a real
+device. What it does with each key event, on events made by hand::
 
-    >>> kb = KeyboardScanner("/dev/input/by-id/usb-SCANNER-event-kbd",
-    ...                      on_payload=print)          # doctest: +SKIP
+    >>> from collections import namedtuple
+    >>> Key = namedtuple("Key", "type code value")      # the fields of an evdev.InputEvent
+    >>> reader = KeyLineReader(timeout_s=20)
+    >>> for code in (79, 80, 81, KEY_BACKSPACE, 81, KEY_KPENTER):   # keypad 1 2 3 <- 3 Enter
+    ...     lines = reader.feed(Key(EV_KEY, code, KEY_DOWN), now=0.0)
+    >>> lines
+    [b'123']
 """
 
 from __future__ import annotations

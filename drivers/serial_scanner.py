@@ -6,11 +6,20 @@ The port is opened exclusively (no second reader steals bytes). When the device 
 back within 2 s of the scanner returning. Lines are framed by ``LineFramer``; a partial code
 left when the device vanished is dropped.
 
-Example::
+Example (a pseudo-terminal stands in for ``/dev/serial/by-id/usb-SCANNER-if00``)::
 
-    >>> s = SerialScanner("/dev/serial/by-id/usb-SCANNER-if00", 9600,
-    ...                   on_payload=print)           # doctest: +SKIP
-    >>> s.start()                                     # doctest: +SKIP
+    >>> import os, queue, tty
+    >>> scanner_side, appliance_side = os.openpty()
+    >>> tty.setraw(appliance_side)
+    >>> codes, states = queue.Queue(), queue.Queue()
+    >>> with SerialScanner(os.ttyname(appliance_side), 9600, on_payload=codes.put,
+    ...                    on_state=lambda *state: states.put(state)):
+    ...     states.get(timeout=5)                       # opened (bytes before that are flushed)
+    ...     _ = os.write(scanner_side, b"]Q1K7Q2M9XA\\r\\n")
+    ...     codes.get(timeout=5)
+    (True, 'serial scanner on /dev/pts/...')
+    b'K7Q2M9XA'
+    >>> os.close(scanner_side); os.close(appliance_side)
 """
 
 from __future__ import annotations

@@ -5,12 +5,8 @@ read fresh from ``server.token_file`` (so a technician can replace the file with
 restart; the token never reaches a log line) and reads its body under a byte cap, so a
 server that streams a gigabyte costs 32 MiB of memory at most and then the connection.
 
-Example::
-
-    >>> client = CentralClient(config)                          # doctest: +SKIP
-    >>> answer = client.get_schedule("TRK", "2026-11-30", etag=None)  # doctest: +SKIP
-    >>> answer.status, answer.header("ETag")                    # doctest: +SKIP
-    (200, '"e7846326..."')
+It needs a server to talk to; tests/test_sync_service.py drives it against the reference
+server (devtools/devserver.py) on loopback.
 """
 
 from __future__ import annotations

@@ -7,9 +7,14 @@ writes to the store only when something changed.
 
 Example::
 
-    >>> board = FaultBoard(store)                                  # doctest: +SKIP
-    >>> board.set("server", "central server unreachable: connection refused")  # doctest: +SKIP
-    >>> board.clear("server", "central server reachable again")   # doctest: +SKIP
+    >>> board = FaultBoard(store)
+    >>> board.set("server", "central server unreachable: connection refused")
+    >>> board.set("server", "central server unreachable: connection refused")  # no new line
+    >>> store.get_kv("sync.last_error"), sorted(board.active)
+    ('central server unreachable: connection refused', ['server'])
+    >>> board.clear("server", "central server reachable again")
+    >>> board.active
+    {}
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ outbox, and every fault becomes a visible state (logged once, shown in ``antrean
 
 Example::
 
-    >>> SyncService(load_config("antrean.toml")).run_once()    # doctest: +SKIP
-    0
+    $ antrean --config /etc/antrean/antrean.toml sync --once   # exit 0 if pull and upload worked
 """
 
 from __future__ import annotations
