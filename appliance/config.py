@@ -165,6 +165,9 @@ PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"
              ("scanner", "port"), ("scanner", "device"), ("scanner", "frames_dir"),
              ("gpio", "mock_panel"), ("display", "clips_dir"),
              ("display", "font")}
+# Device paths are often stable links (udev's /dev/antrean-scanner, /dev/serial/by-id/...):
+# they are made absolute but never resolved, or a replugged device would not be found.
+DEVICE_KEYS = {("scanner", "port"), ("scanner", "device")}
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,9 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
                 values[key] = spec.default
                 continue
             value = _validate_value(where, spec, given[key])
-            if (name, key) in PATH_KEYS and value:
+            if (name, key) in DEVICE_KEYS and value:
+                value = os.path.normpath(base / os.path.expanduser(value))
+            elif (name, key) in PATH_KEYS and value:
                 value = str((base / os.path.expanduser(value)).resolve())
             values[key] = value
         sections[name] = Section(values)

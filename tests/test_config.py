@@ -72,3 +72,16 @@ def test_example_config_differs_only_in_its_placeholder_key(tmp_path):
     text = text.replace("REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=", KEY.public_b64)
     cfg, _ = load(tmp_path, text)
     assert cfg.scanner.kind == "serial" and cfg.server.device_id == "trk-lobby-1"
+
+
+def test_device_links_stay_links(tmp_path):
+    """A stable device name (udev's /dev/antrean-scanner, /dev/serial/by-id/...) must reach the
+    drivers as the link, or a replugged device that came back as ttyACM1 is never found."""
+    first, second = tmp_path / "ttyACM0", tmp_path / "ttyACM1"
+    first.touch()
+    second.touch()
+    link = tmp_path / "antrean-scanner"
+    link.symlink_to(first)
+    cfg, _ = load(tmp_path, BASE + f'[scanner]\nkind = "serial"\nport = "{link}"\n')
+    assert cfg.scanner.port == str(link)
+
