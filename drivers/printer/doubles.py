@@ -36,11 +36,15 @@ class PrinterModel:
         self.cover_open = False
         self.offline = False
         self.silent = False
+        # Fall silent once this many slips are in (a printer dying right after a slip).
+        self.mute_after_receipts: int | None = None
         self._changed = threading.Condition()
 
     def answer(self, n: int) -> bytes:
         """The one-byte reply to ``DLE EOT n`` (nothing while ``silent``)."""
-        if self.silent:
+        muted = self.mute_after_receipts is not None and \
+            len(self.decoder.receipts) >= self.mute_after_receipts
+        if self.silent or muted:
             return b""
         value = 0x12
         stopped = self.paper_out or self.cover_open or self.offline

@@ -48,10 +48,15 @@ class ThermalPrinter:
                 self.logo_problem = f"logo {logo_path} cannot be used ({e}); printing without"
                 log.warning("%s", self.logo_problem)
 
-    def describe(self) -> str:
+    @property
+    def name(self) -> str:
+        """Where the printer is, e.g. ``network printer 192.168.1.50:9100``."""
         conn: Connection = self._connect()
+        return conn.describe()
+
+    def describe(self) -> str:
         status = "DLE EOT status" if self.ask_status else "no status requests"
-        return f"{conn.describe()}, {self.width_mm} mm, {status}"
+        return f"{self.name}, {self.width_mm} mm, {status}"
 
     def _status(self, conn: Connection) -> PrinterStatus:
         if not self.ask_status:
