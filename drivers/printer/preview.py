@@ -115,3 +115,64 @@ def save_png(receipt: Receipt, path: str, width_mm: int = 80) -> str:
     draw(receipt, width_mm).save(tmp, "PNG")
     os.replace(tmp, path)
     return path
+
+
+class SlipFolder:
+    """Turn a file printer's output into one PNG per slip (the demo's "printer").
+
+    ``poll()`` reads what was appended to ``paper`` since the last call, decodes it and
+    writes each newly cut slip as ``slip-0001-A012.png`` into ``folder``; returns their paths.
+    """
+
+    def __init__(self, paper: str, folder: str, width_mm: int = 80):
+        from drivers.printer.decode import Decoder
+
+        self.paper = paper
+        self.folder = folder
+        self.width_mm = width_mm
+        self.decoder = Decoder()
+        self._offset = 0
+        self._saved = 0
+        os.makedirs(folder, exist_ok=True)
+
+    def poll(self) -> list[str]:
+        try:
+            with open(self.paper, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        self.decoder.feed(data)
+        written = []
+        for receipt in self.decoder.receipts[self._saved:]:
+            self._saved += 1
+            number = next((line.text for line in receipt.lines if line.width >= 4), "slip")
+            name = f"slip-{self._saved:04d}-{''.join(c for c in number if c.isalnum())}.png"
+            written.append(save_png(receipt, os.path.join(self.folder, name), self.width_mm))
+        return written
+
+
+def example(path: str, width_mm: int = 58) -> str:
+    """The README's slip: a made-up applicant, rendered and decoded like a real one."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from appliance.slip import SlipFacts, compose_slip
+    from drivers.printer.decode import decode
+    from drivers.printer.render import render
+
+    tz = ZoneInfo("Asia/Makassar")
+    facts = SlipFacts("Kantor Imigrasi Kelas II TPI Tarakan",
+                      datetime(2026, 11, 30, 9, 12, tzinfo=tz), "A012", "Paspor Baru",
+                      name="Bapak Andi S.", people_ahead=3,
+                      estimated_call=datetime(2026, 11, 30, 10, 45, tzinfo=tz))
+    receipt, = decode(render(compose_slip(facts), width_mm=width_mm))
+    return save_png(receipt, path, width_mm)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(example(sys.argv[1] if len(sys.argv) > 1 else "slip.png",
+                  int(sys.argv[2]) if len(sys.argv) > 2 else 58))
