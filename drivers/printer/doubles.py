@@ -129,20 +129,19 @@ class NetworkPrinterDouble(PrinterModel):
         """Take the listener down: new connections are refused."""
         sock, self._listener = self._listener, None
         self._stop.set()
-        if sock is not None:
-            sock.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if sock is not None:
+            sock.close()
 
     def _serve(self, listener: socket.socket, stop: threading.Event) -> None:
         while not stop.is_set():
-            ready, _, _ = select.select([listener], [], [], 0.1)
-            if not ready:
-                continue
             try:
+                if not select.select([listener], [], [], 0.1)[0]:
+                    continue
                 conn, _ = listener.accept()
-            except OSError:
+            except (OSError, ValueError):   # stop() closed the listener
                 return
             self.connections += 1
             with conn:
