@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     sub.add_parser("scanner", help="run the scanner service until SIGTERM")
+    sub.add_parser("printer", help="run the slip printer service until SIGTERM")
     d = sub.add_parser("display", help="run the call screen until SIGTERM")
     d.add_argument("--snapshot", metavar="OUT.png", help="render the current state once, exit")
     d.add_argument("--size", metavar="WxH", help="screen size for --snapshot (e.g. 1920x1080)")
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
         c.add_argument("--counter", type=_counter, required=True, metavar="N")
         c.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("print", help="reprint a queue slip (through the printer service)")
+    pr.add_argument("--ticket", required=True, metavar="TICKET", help="today's ticket, e.g. A012")
+    pr.add_argument("--wait", type=float, default=20.0, metavar="SECONDS",
+                    help="how long to wait for the slip to come out (default 20)")
+    pr.add_argument("--json", action="store_true")
 
     sch = sub.add_parser("schedule", help="import or sign schedule files")
     schsub = sch.add_subparsers(dest="schedule_command", metavar="ACTION", parser_class=_Parser)
@@ -83,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dr = sub.add_parser("doctor", help="check this installation and say what to fix")
     dr.add_argument("--json", action="store_true")
+    dr.add_argument("--print-test", action="store_true",
+                    help="also print a test page on the configured printer")
 
     dv = sub.add_parser("devserver", help="run the reference central server (development tool)",
                         add_help=False)
@@ -144,6 +153,43 @@ def cmd_counter(args, config) -> int:
     return 0
 
 
+def cmd_print(args, config) -> int:
+    import time
+
+    from appliance.print_queue import STATE_KEY, PrintQueue
+
+    if config.printer.kind == "none":
+        raise ConfigError(f"{config.path}: no printer configured (printer.kind = \"none\"); "
+                          "see docs/printer.md")
+    with _open(config) as store:
+        queue = PrintQueue(store, config)
+        job = queue.request_reprint(args.ticket)
+        ticket = args.ticket.strip().upper()
+        deadline = time.monotonic() + max(0.0, args.wait)
+        state, error = queue.job_state(job)
+        while state in ("pending", "printing") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state, error = queue.job_state(job)
+        printer = store.get_kv(STATE_KEY) or {}
+    data = {"ticket": ticket, "job": job, "state": state, "error": error,
+            "printer": {"state": printer.get("state"), "detail": printer.get("detail")}}
+    if state == "printed":
+        _print(args, data, f"reprinted the slip of {ticket}")
+        return 0
+    why = error or printer.get("detail") or "the printer service has not picked it up; is it " \
+        "running? (systemctl status antrean-printer)"
+    if state == "pending":
+        message = (f"the reprint of {ticket} is queued but not printed yet: {why}; it stays "
+                   f"queued for {config.printer.max_age_minutes} minutes")
+    else:
+        message = f"the reprint of {ticket} was not printed ({state}): {why}"
+    if args.json:
+        _print(args, data, "")
+    else:
+        print(f"antrean: error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def cmd_schedule(args, config) -> int:
     from appliance.keys import load_key_file
     from appliance.schedule import read_signed_file, save_schedule, verify_schedule
@@ -203,7 +249,7 @@ def cmd_status(args, config) -> int:
 def cmd_doctor(args) -> int:
     from appliance.doctor import as_json, format_checks, run_checks
 
-    checks = run_checks(args.config)
+    checks = run_checks(args.config, print_test=args.print_test)
     data = as_json(checks)
     _print(args, data, format_checks(checks))
     return 0 if data["ok"] else EXIT_FAILED
@@ -212,6 +258,10 @@ def cmd_doctor(args) -> int:
 def _run_service(args, config) -> int:
     if args.command == "scanner":
         from appliance.scanner_service import run
+
+        return run(config)
+    if args.command == "printer":
+        from appliance.printer_service import run
 
         return run(config)
     if args.command == "display":
@@ -284,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_counter(args, cfg)
         if args.command == "status":
             return cmd_status(args, cfg)
+        if args.command == "print":
+            return cmd_print(args, cfg)
         return _run_service(args, cfg)
     except ConfigError as e:
         print(f"antrean: error: {e}", file=sys.stderr)

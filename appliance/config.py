@@ -97,6 +97,13 @@ def _check_trust_keys(value: dict) -> str | None:
     return None
 
 
+def _check_host(value: str) -> str | None:
+    if value == "" or re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", value) \
+            or re.match(r"^[0-9A-Fa-f:]{2,39}$", value):
+        return None
+    return f"{value!r} is not a host name or IP address (for example \"192.168.1.50\")"
+
+
 def _check_pins(value: list) -> str | None:
     if not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in value):
         return "must be a list of BCM GPIO numbers 0-27"
@@ -164,6 +171,23 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "checkin_panel_seconds": _Key(float, 6.0, lo=1.0, hi=60.0),
         "call_seconds": _Key(float, 8.0, lo=2.0, hi=60.0),
     },
+    "printer": {
+        "kind": _Key(str, "none", choices=("none", "file", "serial", "network")),
+        "device": _Key(str, ""),
+        "baudrate": _Key(int, 9600, choices=SERIAL_BAUDRATES),
+        "flow_control": _Key(str, "none", choices=("none", "rtscts", "xonxoff")),
+        "host": _Key(str, "", check=_check_host),
+        "port": _Key(int, 9100, lo=1, hi=65535),
+        "width": _Key(int, 80, choices=(58, 80)),
+        "status": _Key(str, "auto", choices=("auto", "none")),
+        "status_timeout_s": _Key(float, 1.0, lo=0.1, hi=2.0),
+        "timeout_s": _Key(float, 3.0, lo=0.5, hi=5.0),
+        "retry_seconds": _Key(float, 5.0, lo=1.0, hi=300.0),
+        "check_seconds": _Key(float, 30.0, lo=5.0, hi=3600.0),
+        "max_age_minutes": _Key(int, 15, lo=1, hi=1440),
+        "cut": _Key(bool, True),
+        "logo": _Key(str, ""),
+    },
 }
 
 REQUIRED_SECTIONS = ("office", "storage", "trust")
@@ -171,7 +195,12 @@ REQUIRED_SECTIONS = ("office", "storage", "trust")
 PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"),
              ("scanner", "port"), ("scanner", "device"), ("scanner", "frames_dir"),
              ("gpio", "mock_panel"), ("display", "clips_dir"),
-             ("display", "font")}
+             ("display", "font"), ("printer", "device"), ("printer", "logo")}
+# Device paths are often stable links (udev's /dev/antrean-scanner, /dev/serial/by-id/...):
+# they are made absolute but never resolved, or a replugged device would not be found.
+DEVICE_KEYS = {("scanner", "port"), ("scanner", "device"), ("printer", "device")}
+# The file printer's device when printer.device is empty: the kernel's usblp driver.
+DEFAULT_PRINTER_FILE = "/dev/usb/lp0"
 
 
 @dataclass(frozen=True)
@@ -200,6 +229,7 @@ class Config:
     scanner: Section
     gpio: Section
     display: Section
+    printer: Section
 
     @property
     def tz(self) -> ZoneInfo:
@@ -263,11 +293,34 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
                 values[key] = spec.default
                 continue
             value = _validate_value(where, spec, given[key])
-            if (name, key) in PATH_KEYS and value:
+            if (name, key) in DEVICE_KEYS and value:
+                value = os.path.normpath(base / os.path.expanduser(value))
+            elif (name, key) in PATH_KEYS and value:
                 value = str((base / os.path.expanduser(value)).resolve())
             values[key] = value
+        if name == "printer":
+            _check_printer(values, path)
         sections[name] = Section(values)
     return Config(path=str(path), **sections)
+
+
+def _check_printer(printer: dict[str, Any], path: str) -> None:
+    """Printer settings that only make sense together; a contradiction names both keys."""
+    kind = printer["kind"]
+    if kind == "network" and not printer["host"]:
+        raise ConfigError(f"{path}: printer.kind = \"network\" needs printer.host (the "
+                          "printer's IP address or name)")
+    if kind == "serial" and not printer["device"]:
+        raise ConfigError(f"{path}: printer.kind = \"serial\" needs printer.device (for "
+                          "example \"/dev/ttyUSB0\" or a /dev/serial/by-id/ name)")
+    if kind in ("file", "serial") and printer["host"]:
+        raise ConfigError(f"{path}: printer.host is set but printer.kind = \"{kind}\" "
+                          "uses printer.device; remove one of them")
+    if kind == "network" and printer["device"]:
+        raise ConfigError(f"{path}: printer.device is set but printer.kind = \"network\" "
+                          "uses printer.host; remove one of them")
+    if kind == "file" and not printer["device"]:
+        printer["device"] = DEFAULT_PRINTER_FILE
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:

@@ -112,6 +112,55 @@ def _scanner_check(config) -> Check:
     return Check("scanner", "ok", f"{kind} scanner at {device} opens")
 
 
+PRINTER_FIXES = {
+    "unplugged": "plug the printer in and switch it on; check printer.device or printer.host "
+                 "(docs/printer.md)",
+    "paper_out": "load a new paper roll",
+    "cover_open": "close the printer's cover",
+    "offline": "switch the printer off and on; look for a paper jam",
+    "error": "switch the printer off and on; look for a paper jam or a cutter error",
+    "not_answering": "check the cable and printer.baudrate; a printer without real-time "
+                     "status needs printer.status = \"none\"",
+}
+
+
+def _printer_checks(config, print_test: bool) -> list[Check]:
+    """Reach the printer, ask its status and, on request, print a test page."""
+    if config.printer.kind == "none":
+        fix = "set [printer] kind to print queue slips" if print_test else ""
+        return [Check("printer", "fail" if print_test else "ok",
+                      "no printer configured (printer.kind = none)", fix)]
+    from appliance.clock import Clock
+    from appliance.slip import compose_test_page
+    from drivers.printer.errors import PrinterError
+    from drivers.printer.thermal import printer_from_config
+
+    printer = printer_from_config(config.printer)
+    checks = []
+    if printer.logo_problem:
+        checks.append(Check("printer logo", "warn", printer.logo_problem,
+                            "fix printer.logo (a PNG or BMP) or set it to \"\""))
+    try:
+        status = printer.check()
+    except PrinterError as e:
+        return checks + [Check("printer", "fail", str(e), PRINTER_FIXES.get(e.code, ""))]
+    if not status.ready:
+        return checks + [Check("printer", "fail", f"{printer.describe()}: {status.describe()}",
+                               PRINTER_FIXES.get(status.problem, ""))]
+    level = "warn" if status.paper_low else "ok"
+    checks.append(Check("printer", level, f"{printer.describe()}: {status.describe()}",
+                        "load a new paper roll soon" if status.paper_low else ""))
+    if print_test:
+        now = Clock(None, config).now()
+        try:
+            printer.print_slip(compose_test_page(config.office.name, now, printer.describe()))
+        except PrinterError as e:
+            checks.append(Check("test page", "fail", str(e), PRINTER_FIXES.get(e.code, "")))
+        else:
+            checks.append(Check("test page", "ok", "printed; check that it is legible"))
+    return checks
+
+
 def _display_check() -> list[Check]:
     cards = sorted(glob.glob("/dev/dri/card*"))
     drm = Check("screen", "ok" if cards else "fail",
@@ -180,13 +229,14 @@ def _clock_check() -> Check:
                  "server's Date header when the clock is off")
 
 
-def run_checks(config_path) -> list[Check]:
+def run_checks(config_path, print_test: bool = False) -> list[Check]:
     config, first = _config_check(config_path)
     checks = [first]
     if config is None:
         return checks
     checks += [_keys_check(config), _store_check(config), _scanner_check(config)]
     checks += _display_check()
+    checks += _printer_checks(config, print_test)
     if config.server.url:
         checks.append(_token_check(config))
     checks += [_server_check(config), _clock_check()]

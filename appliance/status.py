@@ -13,11 +13,12 @@ import time
 from appliance.clock import Clock
 from appliance.errors import StoreError
 from appliance.outbox import counts as outbox_counts
+from appliance.print_queue import printer_report
 from appliance.queue import queue_counts
 from appliance.schedule import is_usable, schedule_info
 from appliance.store import Store
 
-SERVICES = ("scanner", "display", "sync")
+SERVICES = ("scanner", "display", "sync", "printer")
 THERMAL_PATH = "/sys/class/thermal/thermal_zone0/temp"
 # Raspberry Pi firmware exposes under-voltage through the hwmon "rpi_volt" sensor.
 UNDERVOLT_GLOB_DIR = "/sys/class/hwmon"
@@ -115,6 +116,7 @@ def collect_status(config) -> dict:
                             "offline_since": store.get_kv("sync.offline_since"),
                             "last_error": store.get_kv("sync.last_error")}
             data["scanner"] = {"connected": store.get_kv("scanner.connected")}
+            data["printer"] = {"kind": config.printer.kind, **printer_report(store, today)}
         data["day"] = today
     running = _service_processes(config.path)
     for service in SERVICES:
@@ -187,6 +189,14 @@ def format_status(d: dict) -> str:
         lines.append(f"         dead {dead['type']} {dead['id']}: {dead['reason']}")
     lines.append(f"queue    {q['checked_in']} checked in, {q['waiting']} waiting, "
                  f"{q['called']} called")
+    p = d.get("printer")
+    if p and p.get("kind") != "none":
+        lines.append(f"printer  {p['kind']}: {p.get('state')} ({p.get('detail')}); "
+                     f"{p['printed']} printed, {p['pending']} waiting, {p['expired']} given up, "
+                     f"{p['interrupted']} interrupted today")
+        for slip in p.get("attention") or []:
+            lines.append(f"         {slip['ticket']} {slip['state']}: {slip['reason']} "
+                         f"(reprint: antrean print --ticket {slip['ticket']})")
     if d.get("sync"):
         lines.append(f"sync     last ok {_ago(d['sync'].get('last_ok'))}"
                      + (f"; {d['sync']['last_error']}" if d["sync"].get("last_error") else ""))

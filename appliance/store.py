@@ -134,6 +134,25 @@ MIGRATIONS: list[str] = [
         last_error_at REAL
     );
     """,
+    # 2: the slip printer's bookkeeping, written only by the printer service and
+    # `antrean print`: one automatic slip per check-in at most, plus reprints on request.
+    """
+    CREATE TABLE slips (
+        id INTEGER PRIMARY KEY,
+        office_day TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        checkin_id INTEGER NOT NULL,      -- checkins.id of the check-in the slip is for
+        kind TEXT NOT NULL,               -- 'checkin' (the automatic one) | 'reprint'
+        requested_at REAL NOT NULL,       -- epoch seconds: the check-in, or the request
+        state TEXT NOT NULL DEFAULT 'pending',
+            -- 'pending' | 'printing' | 'printed' | 'expired' | 'interrupted'
+        attempts INTEGER NOT NULL DEFAULT 0,
+        done_at REAL,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX slips_one_per_checkin ON slips(checkin_id) WHERE kind = 'checkin';
+    CREATE INDEX slips_state ON slips(state, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

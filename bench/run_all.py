@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["checkin.py", "scan_latency.py", "decode.py", "display.py", "sync.py",
-           "services.py"]
+           "printer.py", "services.py"]
 
 
 def machine() -> list[str]:

@@ -1,12 +1,13 @@
 """``antrean demo`` / ``make demo``: the whole appliance on an embedded default, no hardware.
 
 The default run starts the reference central server with today's generated schedule, the sync,
-scanner and display services as real processes, and then simulates the lobby: applicants
+scanner, display and printer services as real processes, and then simulates the lobby: applicants
 arriving with valid tickets (and some early, late, for another day, cancelled, unknown or
 garbage) on a real pseudo-terminal scanner, officers pressing their counters' "next" buttons
 (gpiozero mock pins) and the officers' software pushing calls through the server. The screen
 opens in a window when there is a display, and runs headless otherwise, writing a snapshot PNG
-every few seconds. Ctrl-C stops everything; nothing is left running.
+every few seconds. The slip printer is a file; each slip it "prints" is drawn as a PNG in
+``slips/``. Ctrl-C stops everything; nothing is left running.
 
 ``--offline`` runs the older, quicker demo: a whole office day through the CLI code paths on
 a simulated clock, printed as a log, without services or network.
@@ -146,6 +147,7 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     import time
 
     from devtools.lobby import COUNTER_PINS, applicant_payload, officer_push_call, start_lobby
+    from drivers.printer.preview import SlipFolder
 
     has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     headless = headless or not has_screen
@@ -157,6 +159,7 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     lobby = start_lobby(out, headless=headless, sound="off" if headless else "voice")
     print("[demo] all services ready. Ctrl-C stops the demo.", flush=True)
+    slips = SlipFolder(str(lobby.files.printer), str(lobby.files.slips), width_mm=80)
     started = time.monotonic()
     next_snapshot = started + 2.0
     shots, tick = 0, 0
@@ -181,6 +184,8 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
                 if _snapshot(out, lobby.files.config, shots):
                     print(f"[demo] wrote snapshots/screen-{shots:04d}.png", flush=True)
                 next_snapshot = time.monotonic() + snapshot_s
+            for path in slips.poll():
+                print(f"[demo] printed a slip: slips/{os.path.basename(path)}", flush=True)
             time.sleep(arrival_s)
     except KeyboardInterrupt:
         print("\n[demo] stopping...", flush=True)
@@ -221,7 +226,8 @@ def _finish(lobby) -> str:
             f"[demo] {counts.checked_in} checked in, {counts.called} called, "
             f"{counts.waiting} waiting; outbox pending {pending}; "
             f"the central server received {received} events.\n"
-            f"[demo] database {lobby.files.db}; snapshots in {lobby.files.snapshots}\n"
+            f"[demo] database {lobby.files.db}; snapshots in {lobby.files.snapshots}; "
+            f"slips in {lobby.files.slips}\n"
             f"[demo] try: .venv/bin/antrean --config {lobby.files.config} status")
 
 

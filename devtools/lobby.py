@@ -1,8 +1,10 @@
 """The whole appliance on one machine with no hardware: the demo's and the soak test's lobby.
 
-It starts the reference central server and the three services as real processes (through
+It starts the reference central server and the four services as real processes (through
 :class:`devtools.supervisor.Supervisor`, the way systemd would), with a real pseudo-terminal
-as the serial scanner and gpiozero's mock pins behind a button panel for the counters. The
+as the serial scanner, gpiozero's mock pins behind a button panel for the counters and a plain
+file as the slip printer (``printer.bin``; ``drivers.printer.preview.SlipFolder`` draws its
+slips). The
 simulated applicants and officers act only through the real edges: bytes on the scanner's pty,
 presses on the counter buttons, and calls pushed by the server's "officer software".
 """
@@ -59,6 +61,8 @@ class LobbyFiles:
     panel: Path
     snapshots: Path
     central: Path
+    printer: Path
+    slips: Path
 
 
 def prepare(out: Path, *, port: int, display_sound: str = "voice",
@@ -67,10 +71,13 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
     out.mkdir(parents=True, exist_ok=True)
     files = LobbyFiles(out, out / "antrean.toml", out / "central-signing.key",
                        out / "antrean.db", out / "scanner-pty", out / "counter-buttons",
-                       out / "snapshots", out / "central")
+                       out / "snapshots", out / "central", out / "printer.bin", out / "slips")
     for old in out.glob("antrean.db*"):
         old.unlink()
     files.snapshots.mkdir(exist_ok=True)
+    files.printer.write_bytes(b"")   # the file printer's paper: empty each run
+    for old in files.slips.glob("slip-*.png"):
+        old.unlink()
     key, _ = load_or_create_key(str(files.key_path), "kdemo")
     token = out / "token"
     token.write_text(TOKEN + "\n")
@@ -85,7 +92,8 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
         f'[scanner]\nkind = "serial"\nport = "{files.pty.name}"\nbaudrate = 9600\n'
         f'[gpio]\nenabled = true\nnext_pins = {COUNTER_PINS}\nrecall_pins = {RECALL_PINS}\n'
         f'mock_panel = "{files.panel.name}"\n'
-        f'[display]\nnames = "first"\nsound = "{display_sound}"\n')
+        f'[display]\nnames = "first"\nsound = "{display_sound}"\n'
+        f'[printer]\nkind = "file"\ndevice = "{files.printer.name}"\nwidth = 80\n')
     return files, key
 
 
@@ -146,8 +154,8 @@ class Lobby:
 
 def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: str = "voice",
                 display: bool = True, headless: bool = True, seed: int = 2026,
-                watchdog_s: float = 0) -> Lobby:
-    """Start server, sync, scanner and display; returns once all four are ready."""
+                watchdog_s: float = 0, printer: bool = True) -> Lobby:
+    """Start server, sync, scanner, display and printer; returns once all are ready."""
     from zoneinfo import ZoneInfo
 
     from devtools.demo_schedule import generate_schedule, next_day
@@ -181,6 +189,8 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
             env = {} if not headless else {"SDL_VIDEODRIVER": "dummy",
                                            "SDL_AUDIODRIVER": "dummy"}
             sup.start("display", antrean_argv(*config, "display"), env=env)
+        if printer:
+            sup.start("printer", antrean_argv(*config, "printer"))
         for name in list(sup.children):
             if name != "central":
                 sup.wait_ready(name, timeout=60)

@@ -65,7 +65,8 @@ fi
 
 VENV=/opt/antrean/venv
 STAMP=$VENV/antrean-source.sha256
-SERVICES=(antrean-scanner.service antrean-display.service antrean-sync.service)
+SERVICES=(antrean-scanner.service antrean-display.service antrean-sync.service
+    antrean-printer.service)
 UNITS=("${SERVICES[@]}" antrean.target)
 RULES=(99-antrean-scanner.rules 99-antrean-display.rules)
 SYSUSERS_CONF=/etc/sysusers.d/antrean.conf

@@ -72,3 +72,47 @@ def test_example_config_differs_only_in_its_placeholder_key(tmp_path):
     text = text.replace("REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=", KEY.public_b64)
     cfg, _ = load(tmp_path, text)
     assert cfg.scanner.kind == "serial" and cfg.server.device_id == "trk-lobby-1"
+
+
+def test_device_links_stay_links(tmp_path):
+    """A stable device name (udev's /dev/antrean-scanner, /dev/serial/by-id/...) must reach the
+    drivers as the link, or a replugged device that came back as ttyACM1 is never found."""
+    first, second = tmp_path / "ttyACM0", tmp_path / "ttyACM1"
+    first.touch()
+    second.touch()
+    link = tmp_path / "antrean-scanner"
+    link.symlink_to(first)
+    cfg, _ = load(tmp_path, BASE + f'[scanner]\nkind = "serial"\nport = "{link}"\n'
+                  '[printer]\nkind = "serial"\ndevice = "by-id/printer"\n')
+    assert cfg.scanner.port == str(link)
+    assert cfg.printer.device == str(tmp_path / "by-id/printer")
+
+
+@pytest.mark.parametrize("extra, words", [
+    ('[printer]\nkind = "usb"\n', ["printer.kind", "allowed"]),
+    ('[printer]\nkind = "network"\n', ["printer.host", "network"]),
+    ('[printer]\nkind = "serial"\n', ["printer.device", "serial"]),
+    ('[printer]\nkind = "file"\nhost = "10.0.0.5"\n', ["printer.host", "printer.device"]),
+    ('[printer]\nkind = "network"\nhost = "10.0.0.5"\ndevice = "/dev/usb/lp0"\n',
+     ["printer.device", "printer.host"]),
+    ('[printer]\nwidth = 57\n', ["printer.width", "58, 80"]),
+    ('[printer]\nport = 0\n', ["printer.port", "between"]),
+    ('[printer]\nhost = "printer at desk"\n', ["printer.host", "host name"]),
+    ('[printer]\ntimeout_s = 60\n', ["printer.timeout_s", "between"]),
+    ('[printer]\npaper = "thermal"\n', ["printer.paper", "unknown key"]),
+])
+def test_printer_mistakes_and_contradictions(tmp_path, extra, words):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, BASE + extra)
+    for w in words:
+        assert w in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_printer_defaults(tmp_path):
+    cfg, _ = load(tmp_path, BASE)
+    assert cfg.printer.kind == "none" and cfg.printer.width == 80
+    cfg, _ = load(tmp_path, BASE + '[printer]\nkind = "file"\n')
+    assert cfg.printer.device == "/dev/usb/lp0" and cfg.printer.status == "auto"
+    cfg, _ = load(tmp_path, BASE + '[printer]\nkind = "network"\nhost = "192.168.1.50"\n')
+    assert (cfg.printer.host, cfg.printer.port) == ("192.168.1.50", 9100)

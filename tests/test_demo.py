@@ -23,7 +23,7 @@ def test_demo_runs_the_whole_appliance_headless(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout
     assert "Traceback" not in log + proc.stderr
-    for service in ("central", "sync", "scanner", "display"):
+    for service in ("central", "sync", "scanner", "display", "printer"):
         assert f"[{service}]" in log
     # The store: check-ins and calls happened, and the outbox is empty.
     db = sqlite3.connect(out / "antrean.db")
@@ -51,6 +51,15 @@ def test_demo_runs_the_whole_appliance_headless(tmp_path):
     accent = sum(1 for x in range(box.x, box.right, 4) for y in range(box.y, box.bottom, 4)
                  if tuple(image.get_at((x, y)))[:3] == ACCENT)
     assert accent > 200, "no queue ticket in the call box of the last snapshot"
+    # The file printer's slips, drawn: one per check-in the printer saw, the number in 8x.
+    slips = sorted((out / "slips").glob("slip-*.png"))
+    assert slips and "[demo] printed a slip: slips/slip-0001-" in log
+    from drivers.printer.decode import decode
+
+    printed = decode((out / "printer.bin").read_bytes())
+    assert len(printed) >= len(slips) and all(r.cut == "full" for r in printed)
+    big = [line.text for line in printed[0].lines if line.width == 8]
+    assert len(big) == 1 and re.fullmatch(r"[A-Z]\d{3}", big[0]), printed[0].text
     # Nothing left running.
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
     assert left.strip() == ""

@@ -94,7 +94,7 @@ def test_dry_run_lists_the_planned_actions_and_changes_nothing(tmp_path):
         "(--root)",
         "skip systemctl daemon-reload (--root)",
         "skip systemctl enable antrean.target (--root)",
-        "planned changes: 11",
+        "planned changes: 12",
     ]
     assert list(tmp_path.iterdir()) == []
 
@@ -122,7 +122,7 @@ def test_install_puts_every_file_in_place_with_the_right_owners(installed):
     uid, gid = int(user[2]), int(user[3])
     assert user[5:] == ["/var/lib/antrean", "/usr/sbin/nologin"]
     assert int(entry(installed, "group", "antrean")[2]) == gid
-    for group in ("dialout", "gpio", "input", "video", "render", "audio"):
+    for group in ("dialout", "gpio", "input", "video", "render", "audio", "lp"):
         assert "antrean" not in entry(installed, "group", group)[3].split(","), group
 
     etc, config, state = (installed / p for p in ("etc/antrean", "etc/antrean/antrean.toml",

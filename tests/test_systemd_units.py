@@ -19,7 +19,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMD_DIR = REPO / "systemd"
-SERVICES = ("antrean-scanner.service", "antrean-display.service", "antrean-sync.service")
+SERVICES = ("antrean-scanner.service", "antrean-display.service", "antrean-sync.service",
+            "antrean-printer.service")
 UNITS = (*SERVICES, "antrean.target")
 EXEC = "/opt/antrean/venv/bin/antrean"
 ANALYZE = shutil.which("systemd-analyze")
@@ -166,14 +167,16 @@ def test_every_service_is_a_watched_notify_service_of_the_target(name):
 
 
 def test_each_service_gets_only_its_own_groups_devices_and_sockets():
-    scanner, display, sync = (unit(n)["Service"] for n in SERVICES)
+    scanner, display, sync, printer = (unit(n)["Service"] for n in SERVICES)
     assert words(scanner["SupplementaryGroups"]) == {"dialout", "gpio", "input", "video"}
     assert words(display["SupplementaryGroups"]) == {"video", "render", "audio"}
     assert "SupplementaryGroups" not in sync
+    assert words(printer["SupplementaryGroups"]) == {"lp", "dialout"}
 
     assert words(scanner["RestrictAddressFamilies"]) == {"AF_UNIX"}
     assert words(display["RestrictAddressFamilies"]) == {"AF_UNIX"}
     assert words(sync["RestrictAddressFamilies"]) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert words(printer["RestrictAddressFamilies"]) == {"AF_UNIX", "AF_INET", "AF_INET6"}
 
     def devices(s):
         return {v.split()[0] for v in s.get("DeviceAllow", [])}
@@ -181,8 +184,18 @@ def test_each_service_gets_only_its_own_groups_devices_and_sockets():
                                 "char-input", "char-video4linux", "char-media", "char-dma_heap"}
     assert devices(display) == {"char-drm", "char-alsa", "/dev/tty1"}
     assert devices(sync) == set() and sync["PrivateDevices"] == ["yes"]
-    # Only sync denies writable+executable memory: ctypes callbacks and Mesa may need it.
+    assert devices(printer) == {"char-usb", "char-ttyUSB", "char-ttyACM", "char-ttyAMA"}
+    # Sync and printer deny writable+executable memory; ctypes callbacks and Mesa may need it.
     assert sync["MemoryDenyWriteExecute"] == ["yes"]
+    assert printer["MemoryDenyWriteExecute"] == ["yes"]
+
+
+def test_printer_reaches_only_the_office_network():
+    s = unit("antrean-printer.service")["Service"]
+    assert s["IPAddressDeny"] == ["any"]
+    allowed = words(s["IPAddressAllow"])
+    assert {"localhost", "link-local", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= allowed
+    assert not {"any", "0.0.0.0/0", "::/0"} & allowed
 
 
 def test_display_owns_tty1_and_waits_for_the_drm_card():
@@ -206,7 +219,7 @@ def test_sync_waits_for_the_network_but_not_for_time_sync():
         assert "time-sync.target" not in words(u.get(key, [])), key
 
 
-def test_target_wants_all_three_and_starts_at_boot():
+def test_target_wants_every_service_and_starts_at_boot():
     u = unit("antrean.target")
     assert words(u["Unit"]["Wants"]) == set(SERVICES)
     assert u["Install"]["WantedBy"] == ["multi-user.target"]

@@ -1,0 +1,1 @@
+"""ESC/POS thermal slip printers: connections, status, rendering, and their doubles."""
