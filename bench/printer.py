@@ -27,7 +27,7 @@ from appliance.config import load_config  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.scan_latency import setup  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
-from drivers.printer.doubles import NetworkPrinterDouble  # noqa: E402
+from devtools.printer_doubles import NetworkPrinterDouble  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -147,7 +147,7 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     import time
 
     from devtools.lobby import COUNTER_PINS, applicant_payload, officer_push_call, start_lobby
-    from drivers.printer.preview import SlipFolder
+    from devtools.slip_preview import SlipFolder
 
     has_screen = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     headless = headless or not has_screen

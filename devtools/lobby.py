@@ -3,7 +3,7 @@
 It starts the reference central server and the four services as real processes (through
 :class:`devtools.supervisor.Supervisor`, the way systemd would), with a real pseudo-terminal
 as the serial scanner, gpiozero's mock pins behind a button panel for the counters and a plain
-file as the slip printer (``printer.bin``; ``drivers.printer.preview.SlipFolder`` draws its
+file as the slip printer (``printer.bin``; ``devtools.slip_preview.SlipFolder`` draws its
 slips). The
 simulated applicants and officers act only through the real edges: bytes on the scanner's pty,
 presses on the counter buttons, and calls pushed by the server's "officer software".

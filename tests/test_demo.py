@@ -54,7 +54,7 @@ def test_demo_runs_the_whole_appliance_headless(tmp_path):
     # The file printer's slips, drawn: one per check-in the printer saw, the number in 8x.
     slips = sorted((out / "slips").glob("slip-*.png"))
     assert slips and "[demo] printed a slip: slips/slip-0001-" in log
-    from drivers.printer.decode import decode
+    from devtools.escpos_decode import decode
 
     printed = decode((out / "printer.bin").read_bytes())
     assert len(printed) >= len(slips) and all(r.cut == "full" for r in printed)

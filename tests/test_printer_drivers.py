@@ -14,16 +14,16 @@ import pytest
 from conftest import TZ
 
 from appliance.slip import BIGGEST, Rule, SlipFacts, Text, compose_slip, compose_test_page
+from devtools.escpos_decode import DecodeError, Decoder, QRCode, Raster, decode
+from devtools.printer_doubles import NetworkPrinterDouble, SerialPrinterDouble
+from devtools.slip_preview import draw
 from drivers.printer.connection import FileConnection, NetworkConnection, SerialConnection
-from drivers.printer.decode import DecodeError, Decoder, QRCode, Raster, decode
-from drivers.printer.doubles import NetworkPrinterDouble, SerialPrinterDouble
 from drivers.printer.errors import (
     PrinterNotReady,
     PrinterSilent,
     PrinterTimeout,
     PrinterUnavailable,
 )
-from drivers.printer.preview import draw
 from drivers.printer.render import biggest_size, columns, render
 from drivers.printer.status import (
     from_lp_status,

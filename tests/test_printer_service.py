@@ -22,7 +22,7 @@ from appliance.config import load_config
 from appliance.print_queue import PrintQueue, printer_report
 from appliance.printer_service import PrinterService
 from appliance.store import Store
-from drivers.printer.doubles import NetworkPrinterDouble, SerialPrinterDouble
+from devtools.printer_doubles import NetworkPrinterDouble, SerialPrinterDouble
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"status_timeout_s": 0.3, "timeout_s": 1.0, "retry_seconds": 1.0, "check_seconds": 5.0}

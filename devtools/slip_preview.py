@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from drivers.printer.decode import Line, QRCode, Raster, Receipt
+from devtools.escpos_decode import Line, QRCode, Raster, Receipt
 from drivers.printer.render import CHAR_DOTS, DOTS
 
 CELL_H = 24
@@ -125,7 +125,7 @@ class SlipFolder:
     """
 
     def __init__(self, paper: str, folder: str, width_mm: int = 80):
-        from drivers.printer.decode import Decoder
+        from devtools.escpos_decode import Decoder
 
         self.paper = paper
         self.folder = folder
@@ -159,7 +159,7 @@ def example(path: str, width_mm: int = 58) -> str:
     from zoneinfo import ZoneInfo
 
     from appliance.slip import SlipFacts, compose_slip
-    from drivers.printer.decode import decode
+    from devtools.escpos_decode import decode
     from drivers.printer.render import render
 
     tz = ZoneInfo("Asia/Makassar")

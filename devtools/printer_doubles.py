@@ -1,7 +1,7 @@
 """Real printer doubles: a TCP listener and a pseudo-terminal that behave like ESC/POS printers.
 
 They take bytes the way a printer does, decode everything that arrives
-(``drivers.printer.decode``) and answer ``DLE EOT`` real-time status requests from their
+(``devtools.escpos_decode``) and answer ``DLE EOT`` real-time status requests from their
 current condition, which a test or the demo changes at will: paper out, cover open, offline,
 silent (a printer that never answers). ``NetworkPrinterDouble.stop()`` takes the listener
 down (connections are refused, as with a printer switched off); ``SerialPrinterDouble.unplug()``
@@ -22,8 +22,8 @@ import socket
 import threading
 import time
 
-from drivers.printer.decode import Decoder, Receipt
-from drivers.virtual_serial import VirtualSerialScanner
+from devtools.escpos_decode import Decoder, Receipt
+from devtools.virtual_serial import VirtualSerialScanner
 
 
 class PrinterModel:

@@ -1,7 +1,7 @@
 """Read ESC/POS bytes back into what a printer would put on paper.
 
-The printer doubles (``drivers.printer.doubles``) feed every byte they receive through a
-``Decoder``; tests then check what the slip says, and ``drivers.printer.preview`` draws it.
+The printer doubles (``devtools.printer_doubles``) feed every byte they receive through a
+``Decoder``; tests then check what the slip says, and ``devtools.slip_preview`` draws it.
 It is written from the ESC/POS command reference, independently of python-escpos (which
 builds the bytes), and it is strict: a command it does not know is a ``DecodeError``, so
 stray bytes on the wire never pass unnoticed.
