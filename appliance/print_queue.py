@@ -18,11 +18,16 @@ printer installed at noon does not print the morning's slips. Nothing here touch
 
 Example::
 
-    >>> q = PrintQueue(store, config)        # doctest: +SKIP
+    >>> from appliance.checkin import CheckinDesk
+    >>> q = PrintQueue(store, config, clock)
+    >>> q.follow_checkins()                  # the first run starts after what is there
+    0
+    >>> CheckinDesk(store, config, clock).scan(b"K7Q2M9XA").ticket
+    'A001'
     >>> q.follow_checkins()                  # new check-ins become pending slips
     1
     >>> q.next_job().ticket
-    'A012'
+    'A001'
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ how they become ESC/POS bytes and wraps lines to its paper width.
 
 Example::
 
+    >>> from zoneinfo import ZoneInfo
     >>> facts = SlipFacts("Kantor Imigrasi Tarakan", datetime(2026, 11, 30, 9, 12,
     ...                   tzinfo=ZoneInfo("Asia/Makassar")), "A012", "Paspor Baru",
     ...                   name="Bapak Andi S.", people_ahead=3)

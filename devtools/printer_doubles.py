@@ -9,9 +9,12 @@ closes the pty and removes its link, as when the cable is pulled.
 
 Example::
 
-    >>> with NetworkPrinterDouble() as printer:           # doctest: +SKIP
-    ...     ...                                           # print to 127.0.0.1:printer.port
+    >>> import socket
+    >>> with NetworkPrinterDouble() as printer:
+    ...     with socket.create_connection(("127.0.0.1", printer.port)) as sock:
+    ...         sock.sendall(b"\\x1b@A012\\n\\x1dV\\x00")     # initialise, a line, full cut
     ...     printer.wait_for_receipts(1)[0].text
+    'A012'
 """
 
 from __future__ import annotations

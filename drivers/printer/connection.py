@@ -18,8 +18,10 @@ What each kind can tell about the printer:
 
 Example::
 
-    >>> with NetworkConnection("192.168.1.50", 9100) as conn:    # doctest: +SKIP
-    ...     conn.ask_status().ready
+    >>> from devtools.printer_doubles import NetworkPrinterDouble
+    >>> with NetworkPrinterDouble() as double:      # a printer on 127.0.0.1, port double.port
+    ...     with NetworkConnection("127.0.0.1", double.port) as conn:
+    ...         conn.ask_status().ready
     True
 """
 

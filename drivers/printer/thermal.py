@@ -8,9 +8,14 @@ the caller can retry later without a half slip on the paper.
 
 Example::
 
-    >>> printer = printer_from_config(config.printer)                    # doctest: +SKIP
-    >>> printer.print_slip(compose_slip(facts)).describe()               # doctest: +SKIP
-    'ready'
+    >>> from appliance.slip import Text
+    >>> from devtools.printer_doubles import NetworkPrinterDouble
+    >>> with NetworkPrinterDouble() as double:      # a printer on 127.0.0.1, port double.port
+    ...     printer = ThermalPrinter(lambda: NetworkConnection("127.0.0.1", double.port))
+    ...     print(printer.print_slip([Text("A012", size=4)]).describe())
+    ...     "A012" in double.wait_for_receipts(1)[0].text
+    ready
+    True
 """
 
 from __future__ import annotations
