@@ -135,6 +135,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "frames_dir": _Key(str, ""),
         "repeat_seconds": _Key(float, 3.0, lo=0.0, hi=600.0),
         "keypad_timeout_s": _Key(float, 20.0, lo=1.0, hi=600.0),
+        "serial_timeout_s": _Key(float, 0.5, lo=0.05, hi=10.0),
     },
     "gpio": {
         "enabled": _Key(bool, False),

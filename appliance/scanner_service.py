@@ -52,7 +52,8 @@ def build_backend(config, on_payload, on_state, *, stdin_fd: int | None = None):
     if kind == "serial":
         from drivers.serial_scanner import SerialScanner
 
-        return SerialScanner(sc.port, sc.baudrate, on_payload=on_payload, on_state=on_state)
+        return SerialScanner(sc.port, sc.baudrate, on_payload=on_payload, on_state=on_state,
+                             partial_timeout_s=sc.serial_timeout_s)
     if kind == "camera":
         from drivers.camera_scanner import CameraScanner, FileFrames, Picamera2Frames
 

@@ -311,3 +311,16 @@ def test_mock_button_panel_refuses_real_pins(tmp_path):
 
     with pytest.raises(DriverError, match="only drives mock pins"):
         MockButtonPanel(str(tmp_path / "panel"), object())
+
+
+def test_stray_bytes_before_a_scan_do_not_spoil_it(serial_setup):
+    """Noise without a line end, a pause, then a good scan: the scan is checked in."""
+    cfg, port = serial_setup
+    with Running(cfg) as svc:
+        wait_for(lambda: kv(cfg, "scanner.connected") == "true", "connected")
+        port.write(b"\x00\x7f")
+        wait_for(lambda: svc.backend.framer.dropped_stale == 1, "the stray bytes dropped")
+        port.write(CODES[0].encode() + b"\r\n")
+        wait_for(lambda: len(verdicts(cfg)) == 1, "a verdict")
+        assert svc.backend.framer.stale_after == cfg.scanner.serial_timeout_s == 0.5
+    assert verdicts(cfg) == [("ok", CODES[0], "A001")]
