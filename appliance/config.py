@@ -157,6 +157,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "font": _Key(str, ""),
         "checkin_panel_seconds": _Key(float, 6.0, lo=1.0, hi=60.0),
         "call_seconds": _Key(float, 8.0, lo=2.0, hi=60.0),
+        "voice_cache_mb": _Key(int, 32, lo=1, hi=4096),
+        "voice_cache_days": _Key(int, 7, lo=1, hi=365),
     },
 }
 

@@ -183,7 +183,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
     from display.model import StoreView
     from display.screen import Screen
     from display.sound import Announcer
-    from display.voice import ClipLibrary
+    from display.voice import library_for
 
     notify = SdNotify()
     stop = []
@@ -191,7 +191,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
     on_pi = is_raspberry_pi()
     surface = open_display(size, on_pi=on_pi)
     pygame.font.init()
-    announcer = Announcer(config.display.sound, ClipLibrary(config.display.clips_dir or None))
+    announcer = Announcer(config.display.sound, library_for(config.display))
     view = StoreView(config)
     screen = Screen(surface, config, announcer=announcer, wall=view.now)
     clock = pygame.time.Clock()
