@@ -104,6 +104,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "storage": {
         "path": _Key(str, required=True),
+        "retention_days": _Key(int, 90, lo=1, hi=3650),
     },
     "trust": {
         "keys": _Key(dict, required=True, check=_check_trust_keys),

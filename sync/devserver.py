@@ -295,6 +295,9 @@ class CentralState:
             code = event.get("booking_code", "missing")
             if code is not None and not isinstance(code, str):
                 return "booking_code must be a string or null"
+            count = event.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                return "count must be an integer of at least 1"
         return None
 
     def received(self, device: str | None) -> list[dict]:
