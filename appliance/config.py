@@ -160,6 +160,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "call_seconds": _Key(float, 8.0, lo=2.0, hi=60.0),
         "voice_cache_mb": _Key(int, 32, lo=1, hi=4096),
         "voice_cache_days": _Key(int, 7, lo=1, hi=365),
+        "health_file": _Key(str, "/run/antrean/display.json"),
     },
 }
 
@@ -168,7 +169,7 @@ REQUIRED_SECTIONS = ("office", "storage", "trust")
 PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"),
              ("scanner", "port"), ("scanner", "device"), ("scanner", "frames_dir"),
              ("gpio", "mock_panel"), ("display", "clips_dir"),
-             ("display", "font")}
+             ("display", "font"), ("display", "health_file")}
 
 
 @dataclass(frozen=True)

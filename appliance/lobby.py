@@ -90,7 +90,8 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
         f'[scanner]\nkind = "serial"\nport = "{files.pty.name}"\nbaudrate = 9600\n'
         f'[gpio]\nenabled = true\nnext_pins = {COUNTER_PINS}\nrecall_pins = {RECALL_PINS}\n'
         f'mock_panel = "{files.panel.name}"\n'
-        f'[display]\nnames = "first"\nsound = "{display_sound}"\n')
+        f'[display]\nnames = "first"\nsound = "{display_sound}"\n'
+        'health_file = "display-health.json"\n')
     return files, key
 
 

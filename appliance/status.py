@@ -11,6 +11,7 @@ import shutil
 import time
 
 from appliance.clock import Clock
+from appliance.display_health import read_health
 from appliance.errors import StoreError
 from appliance.outbox import counts as outbox_counts
 from appliance.queue import queue_counts
@@ -75,6 +76,7 @@ def collect_status(config) -> dict:
         data["disk_free_mb"] = None
     data["soc_temperature_c"] = _soc_temperature()
     data["under_voltage"] = _under_voltage()
+    data["display"] = read_health(config.display.health_file)
     try:
         store = Store(path, readonly=True)
     except StoreError as e:
@@ -203,6 +205,15 @@ def format_status(d: dict) -> str:
                      f"{'unknown' if off is None else f'{off:+.1f}s'}"
                      + (" (decisions use server time)" if c.get("corrected") else "")
                      + ("" if c.get("trusted", True) else " (UNTRUSTED: windows not enforced)"))
+    h = d.get("display")
+    if h is None:
+        lines.append("screen   no health report (the display is not running, or cannot write "
+                     "display.health_file)")
+    else:
+        stale = "" if h.get("fresh") else " (STALE: the display stopped drawing)"
+        lines.append(f"screen   {h.get('fps')} fps, {h.get('driver')} {h.get('size')}"
+                     + (f", {h['framebuffer']} framebuffer" if h.get("framebuffer") else "")
+                     + f", report {h.get('age_s')}s old{stale}")
     st = d["store"]
     if "size_bytes" in st:
         lines.append(f"store    {_mb(st['size_bytes'])} MB + {_mb(st['wal_bytes'])} MB WAL "

@@ -6,8 +6,9 @@ display exists, else the ``dummy`` driver. On a Pi that did not get ``kmsdrm`` t
 says so and exits non-zero instead of drawing into nothing.
 
 The loop: poll the store (one ``PRAGMA data_version`` per frame), draw what changed, hand the
-dirty rectangles to ``pygame.display.update``, feed the announcer, ping the watchdog, sleep to
-``display.fps``. SIGTERM ends it cleanly.
+dirty rectangles to ``pygame.display.update``, feed the announcer, ping the watchdog, publish
+the screen's health every few seconds (``display.health``: a small file, never the store),
+sleep to ``display.fps``. SIGTERM ends it cleanly.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ def _snapshot(config, out: str, size: tuple[int, int] | None) -> int:
 def _serve(config, size: tuple[int, int] | None) -> int:
     import pygame
 
+    from display.health import HealthPublisher
     from display.model import StoreView
     from display.screen import Screen
     from display.sound import Announcer
@@ -194,6 +196,8 @@ def _serve(config, size: tuple[int, int] | None) -> int:
     announcer = Announcer(config.display.sound, library_for(config.display))
     view = StoreView(config)
     screen = Screen(surface, config, announcer=announcer, wall=view.now)
+    health = HealthPublisher(config.display.health_file, pygame.display.get_driver(),
+                             surface.get_size(), wall=view.now)
     clock = pygame.time.Clock()
     fps = config.display.fps
     watchdog = notify.watchdog_interval()
@@ -207,6 +211,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
                     stop.append(True)
             now = time.monotonic()
             render_step(view, screen, now)
+            health.frame()
             announcer.pump()
             if watchdog and now >= next_ping:
                 notify.watchdog()
@@ -217,6 +222,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
             clock.tick(fps)
     finally:
         notify.stopping()
+        health.close()
         announcer.close()
         view.close()
         pygame.quit()
