@@ -161,6 +161,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "voice_cache_mb": _Key(int, 32, lo=1, hi=4096),
         "voice_cache_days": _Key(int, 7, lo=1, hi=365),
         "health_file": _Key(str, "/run/antrean/display.json"),
+        "framebuffer": _Key(str, "auto", choices=("auto", "software", "accelerated")),
     },
 }
 
