@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := python3-venv python3-dev gcc libzbar0 espeak-ng fonts-dejavu-core \
+APT_PACKAGES := python3-venv python3-dev gcc libzbar0 espeak-ng fonts-dejavu-core xvfb \
 	fonts-noto-core fonts-droid-fallback systemd faketime
 HEADLESS := SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 # Where docstring examples live: each one runs in `make test` (devtools/example_office.py).

@@ -7,6 +7,14 @@ the outbox event commit together (``synchronous=FULL``) before anyone hears a be
 
 Verdict precedence and windows follow central-api.md section 3; "today" is always the office's
 date, from the (possibly server-corrected) clock.
+
+Unreadable input comes in floods (a noisy cable, a scanner pointed at a poster), so a *run* of
+unreadable scans (each within ``RUN_GAP_S`` of the last, for at most ``RUN_SPAN_S``) is one
+``scans`` row with a ``count``: its first scan is reported at once by a ``scan_rejected`` event
+as before, and the rest by one more event with ``count`` when the run ends: at the next scan
+of any kind, or through ``settle_unreadable`` once the run has gone quiet (the scanner service
+calls it on idle ticks). Every unreadable scan is still decided and committed before its
+feedback, like any other.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from appliance.verdicts import OK, VERDICTS, messages_for
 __all__ = ["OK", "VERDICTS", "CheckinDesk", "ScanResult", "messages_for"]
 
 OFFLINE_AFTER_S = 300  # no server contact for this long: check-ins are flagged offline
+RUN_GAP_S = 10.0       # unreadable scans this close together are one run
+RUN_SPAN_S = 300.0     # a run is closed (and reported) at least this often in an endless flood
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,17 @@ class _Booking:
     priority: bool
     cancelled: bool
     origin: str
+
+
+def _report_runs(db) -> int:
+    """One ``scan_rejected`` event with ``count`` for the unreported rest of each run."""
+    rows = db.execute("SELECT id, count - reported, COALESCE(last_at, at), payload_sha256"
+                      " FROM scans WHERE count > reported ORDER BY id").fetchall()
+    for rid, rest, last, sha in rows:
+        record_event(db, "scan_rejected", {"reason": "unreadable", "booking_code": None,
+                                           "payload_sha256": sha, "count": rest}, last)
+        db.execute("UPDATE scans SET reported = count WHERE id = ?", (rid,))
+    return len(rows)
 
 
 def _payload_sha256(payload: bytes | str) -> str:
@@ -181,6 +202,13 @@ class CheckinDesk:
         ticket = None
         with self.store.write() as db:
             verdict, booking, code, detail, today = self._decide(db, parsed, at)
+            run = self._open_run(db, today, at) if verdict == "unreadable" else None
+            if run is not None:
+                db.execute("UPDATE scans SET count = count + 1, last_at = ?, payload_sha256 = ?"
+                           " WHERE id = ?", (at, sha, run))
+                message_id, message_en = messages_for(verdict)
+                return ScanResult(verdict, None, None, "", "", message_id, message_en, None, at)
+            _report_runs(db)
             if verdict == "already_checked_in":
                 ticket, detail = detail, None
             if verdict == OK:
@@ -214,3 +242,34 @@ class CheckinDesk:
         message_id, message_en = messages_for(verdict, ticket, detail, shown)
         return ScanResult(verdict, ticket, code, name, salutation, message_id, message_en,
                           detail, at)
+
+    @staticmethod
+    def _open_run(db, today: str, at: float) -> int | None:
+        """The row of the run of unreadable scans this one continues, if any."""
+        row = db.execute("SELECT id, verdict, office_day, at, COALESCE(last_at, at) FROM scans"
+                         " ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        rid, verdict, day, first, last = row
+        if (verdict == "unreadable" and day == today and 0 <= at - last <= RUN_GAP_S
+                and at - first <= RUN_SPAN_S):
+            return rid
+        return None
+
+    def settle_unreadable(self, *, force: bool = False) -> int:
+        """Report runs of unreadable scans that have ended; returns the events recorded.
+
+        A run ends after ``RUN_GAP_S`` without unreadable input or ``RUN_SPAN_S`` after it
+        began; ``force`` reports what is unreported now (at shutdown). Writes only when
+        something is due, so it can be called on every idle tick.
+        """
+        row = self.store.db.execute(
+            "SELECT at, COALESCE(last_at, at) FROM scans WHERE count > reported"
+            " ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return 0
+        now = self.clock.time()
+        if not force and 0 <= now - row[1] <= RUN_GAP_S and now - row[0] <= RUN_SPAN_S:
+            return 0
+        with self.store.write() as db:
+            return _report_runs(db)

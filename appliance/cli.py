@@ -126,7 +126,9 @@ def cmd_scan(args, config) -> int:
 
     payload = os.fsencode(args.payload)
     with _open(config) as store:
-        result = CheckinDesk(store, config).scan(payload)
+        desk = CheckinDesk(store, config)
+        result = desk.scan(payload)
+        desk.settle_unreadable(force=True)   # no service may be running to report it later
     data = result.as_json()
     human = f"{result.verdict}: {result.message_id} / {result.message_en}"
     _print(args, data, human)

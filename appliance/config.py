@@ -118,6 +118,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "storage": {
         "path": _Key(str, required=True),
+        "retention_days": _Key(int, 90, lo=1, hi=3650),
     },
     "trust": {
         "keys": _Key(dict, required=True, check=_check_trust_keys),
@@ -149,6 +150,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "frames_dir": _Key(str, ""),
         "repeat_seconds": _Key(float, 3.0, lo=0.0, hi=600.0),
         "keypad_timeout_s": _Key(float, 20.0, lo=1.0, hi=600.0),
+        "serial_timeout_s": _Key(float, 0.5, lo=0.05, hi=10.0),
     },
     "gpio": {
         "enabled": _Key(bool, False),
@@ -170,6 +172,10 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "font": _Key(str, ""),
         "checkin_panel_seconds": _Key(float, 6.0, lo=1.0, hi=60.0),
         "call_seconds": _Key(float, 8.0, lo=2.0, hi=60.0),
+        "voice_cache_mb": _Key(int, 32, lo=1, hi=4096),
+        "voice_cache_days": _Key(int, 7, lo=1, hi=365),
+        "health_file": _Key(str, "/run/antrean/display.json"),
+        "framebuffer": _Key(str, "auto", choices=("auto", "software", "accelerated")),
     },
     "printer": {
         "kind": _Key(str, "none", choices=("none", "file", "serial", "network")),
@@ -195,7 +201,8 @@ REQUIRED_SECTIONS = ("office", "storage", "trust")
 PATH_KEYS = {("storage", "path"), ("server", "token_file"), ("server", "ca_file"),
              ("scanner", "port"), ("scanner", "device"), ("scanner", "frames_dir"),
              ("gpio", "mock_panel"), ("display", "clips_dir"),
-             ("display", "font"), ("printer", "device"), ("printer", "logo")}
+             ("display", "font"), ("display", "health_file"), ("printer", "device"),
+             ("printer", "logo")}
 # Device paths are often stable links (udev's /dev/antrean-scanner, /dev/serial/by-id/...):
 # they are made absolute but never resolved, or a replugged device would not be found.
 DEVICE_KEYS = {("scanner", "port"), ("scanner", "device"), ("printer", "device")}

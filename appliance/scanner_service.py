@@ -10,7 +10,10 @@ callbacks) only put items on a bounded inbox; the main thread takes them one at 
   kv ``scanner.connected`` and ``service_health``.
 
 The bounded inbox is the back-pressure: under a flood the reader thread waits, so memory stays
-bounded and every complete line is still judged. A missing scanner is a degraded, visible
+bounded and every complete line is still judged. Once a second the loop also does the store's
+housekeeping: it reports runs of unreadable scans that have ended
+(``CheckinDesk.settle_unreadable``) and deletes history past ``storage.retention_days``
+(``appliance.retention``, one small batch at a time). A missing scanner is a degraded, visible
 state that the backend keeps retrying, never a crash. SIGTERM stops the loop cleanly; readiness
 and watchdog pings go to systemd through ``SdNotify`` (a no-op outside systemd).
 
@@ -33,12 +36,14 @@ from appliance.checkin import CheckinDesk
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
 from appliance.queue import Queue
+from appliance.retention import BATCH, PRUNE_EVERY_S, prune_step
 from appliance.store import Store
 
 log = logging.getLogger("antrean.scanner")
 
 INBOX_SIZE = 256
 IDLE_TICK_S = 1.0
+HOUSEKEEPING_S = 1.0
 ACCEPTED = ("ok", "already_checked_in")
 SERVICE = "scanner"
 
@@ -76,6 +81,10 @@ class ScannerService:
         self._health: tuple[str, str] | None = None
         self._problems: dict[str, str] = {}
         self._scanner_detail = ""
+        self._next_housekeeping = 0.0
+        self._next_prune = 0.0
+        self._pruned = 0
+        self._housekeeping_error: str | None = None
 
     # callbacks from driver threads: hand over only --------------------------------------
 
@@ -193,6 +202,31 @@ class ScannerService:
             self._set_problem("scanner", f"scanner: {detail}")
         self._set_connected(connected)
 
+    def housekeeping(self) -> None:
+        """Report ended runs of unreadable scans; delete expired history, a batch at a time."""
+        now = time.monotonic()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        try:
+            self.desk.settle_unreadable()
+            if now >= self._next_prune:
+                removed = prune_step(self.store, self.config, self.desk.clock)
+                self._pruned += removed
+                if removed < BATCH:         # else more is left: the next step at the next tick
+                    if self._pruned:
+                        log.info("deleted %d rows older than %d days (storage.retention_days)",
+                                 self._pruned, self.config.storage.retention_days)
+                    self._pruned = 0
+                    self._next_prune = now + PRUNE_EVERY_S
+        except (AntreanError, sqlite3.Error) as e:
+            if str(e) != self._housekeeping_error:          # once per distinct fault
+                log.warning("store housekeeping postponed: %s", e)
+            self._housekeeping_error = str(e)
+            self._next_housekeeping = now + 60.0
+        else:
+            self._housekeeping_error = None
+
     def _feedback(self, pattern: str) -> None:
         if self.gpio is None:
             return
@@ -254,6 +288,7 @@ class ScannerService:
                     next_ping = time.monotonic() + ping_every
                 if item is not None:
                     self.handle(item)
+                self.housekeeping()
                 if self._finished():
                     log.info("scanner input ended; stopping")
                     break
@@ -281,6 +316,7 @@ class ScannerService:
         if self.gpio is not None:
             self.gpio.close()
         try:
+            self.desk.settle_unreadable(force=True)
             self._set_connected(False)
             self.store.report_health(SERVICE, "stopped", "")
         except (AntreanError, sqlite3.Error):

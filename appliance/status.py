@@ -11,10 +11,12 @@ import shutil
 import time
 
 from appliance.clock import Clock
+from appliance.display_health import read_health
 from appliance.errors import StoreError
 from appliance.outbox import counts as outbox_counts
 from appliance.print_queue import printer_report
 from appliance.queue import queue_counts
+from appliance.retention import storage_facts
 from appliance.schedule import is_usable, schedule_info
 from appliance.store import Store
 
@@ -75,6 +77,7 @@ def collect_status(config) -> dict:
         data["disk_free_mb"] = None
     data["soc_temperature_c"] = _soc_temperature()
     data["under_voltage"] = _under_voltage()
+    data["display"] = read_health(config.display.health_file)
     try:
         store = Store(path, readonly=True)
     except StoreError as e:
@@ -117,6 +120,7 @@ def collect_status(config) -> dict:
                             "last_error": store.get_kv("sync.last_error")}
             data["scanner"] = {"connected": store.get_kv("scanner.connected")}
             data["printer"] = {"kind": config.printer.kind, **printer_report(store, today)}
+            data["store"].update(storage_facts(db, path, config))
         data["day"] = today
     running = _service_processes(config.path)
     for service in SERVICES:
@@ -166,6 +170,10 @@ def _ago(epoch: float | None) -> str:
     return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f}"
+
+
 def format_status(d: dict) -> str:
     lines = []
     if d["store"].get("error"):
@@ -207,6 +215,20 @@ def format_status(d: dict) -> str:
                      f"{'unknown' if off is None else f'{off:+.1f}s'}"
                      + (" (decisions use server time)" if c.get("corrected") else "")
                      + ("" if c.get("trusted", True) else " (UNTRUSTED: windows not enforced)"))
+    h = d.get("display")
+    if h is None:
+        lines.append("screen   no health report (the display is not running, or cannot write "
+                     "display.health_file)")
+    else:
+        stale = "" if h.get("fresh") else " (STALE: the display stopped drawing)"
+        lines.append(f"screen   {h.get('fps')} fps, {h.get('driver')} {h.get('size')}"
+                     + (f", {h['framebuffer']} framebuffer" if h.get("framebuffer") else "")
+                     + f", report {h.get('age_s')}s old{stale}")
+    st = d["store"]
+    if "size_bytes" in st:
+        lines.append(f"store    {_mb(st['size_bytes'])} MB + {_mb(st['wal_bytes'])} MB WAL "
+                     f"({_mb(st['free_bytes'])} MB free inside, reused first); history kept "
+                     f"{st['retention_days']} days (oldest {st['oldest_day'] or 'none'})")
     lines.append(f"disk     {d.get('disk_free_mb')} MB free; SoC "
                  f"{d.get('soc_temperature_c') or 'n/a'} C; under-voltage "
                  f"{d.get('under_voltage') if d.get('under_voltage') is not None else 'n/a'}")

@@ -134,7 +134,15 @@ MIGRATIONS: list[str] = [
         last_error_at REAL
     );
     """,
-    # 2: the slip printer's bookkeeping, written only by the printer service and
+    # 2: runs of unreadable input coalesce into one scans row (bounded growth under a flood).
+    """
+    ALTER TABLE scans ADD COLUMN count INTEGER NOT NULL DEFAULT 1;    -- scans this row stands for
+    ALTER TABLE scans ADD COLUMN last_at REAL;                        -- the run's latest scan
+    ALTER TABLE scans ADD COLUMN reported INTEGER NOT NULL DEFAULT 1; -- of them, in outbox events
+    CREATE INDEX scans_unreported ON scans(id) WHERE count > reported;
+    CREATE INDEX outbox_done ON outbox(state, done_at);
+    """,
+    # 3: the slip printer's bookkeeping, written only by the printer service and
     # `antrean print`: one automatic slip per check-in at most, plus reprints on request.
     """
     CREATE TABLE slips (

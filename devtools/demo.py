@@ -221,7 +221,7 @@ def _finish(lobby) -> str:
         today = Clock(store, config).office_day()
         counts = queue_counts(store.db, today)
         verdicts = dict(store.db.execute(
-            "SELECT verdict, COUNT(*) FROM scans GROUP BY verdict ORDER BY 2 DESC").fetchall())
+            "SELECT verdict, SUM(count) FROM scans GROUP BY verdict ORDER BY 2 DESC").fetchall())
     return (f"[demo] stopped. Scans: {verdicts}\n"
             f"[demo] {counts.checked_in} checked in, {counts.called} called, "
             f"{counts.waiting} waiting; outbox pending {pending}; "

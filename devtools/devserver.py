@@ -10,6 +10,12 @@ Run it::
 
     antrean devserver --port 8080 --state /tmp/central --token dev-token
 
+The ``/_admin/`` endpoints mint schedules and tickets signed with a key appliances trust, so
+they always need ``Authorization: Bearer <admin token>``: the token from
+``--admin-token-file``, else a fresh one written to ``STATE/admin-token`` (mode 0600) at
+every start. Listening on anything but loopback is refused unless ``--admin-token-file``
+is given.
+
 Or in-process for a test, told to answer 503 with ``Retry-After``::
 
     >>> import requests
@@ -31,10 +37,14 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import hmac
+import ipaddress
 import json
 import os
 import random
+import re
 import secrets
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -53,6 +63,9 @@ from appliance.ticket import sign_ticket
 from devtools.demo_schedule import FORMAT, generate_schedule, next_day, office_today
 
 MAX_EVENTS_PER_BATCH = 100
+ADMIN_TOKEN_FILE = "admin-token"        # in the state folder, when no token file is given
+ADMIN_TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,512}$")
+STREAM_ID_RE = re.compile(r"^[0-9]{1,18}$")
 HUGE_BODY_BYTES = 1 << 30
 EVENT_TYPES = {
     "checkin": {"booking_code": str, "ticket": str, "service": str, "offline": bool},
@@ -126,8 +139,9 @@ class CentralState:
     """
 
     def __init__(self, *, office_id: str, office_name: str, tz_name: str, appointments: int,
-                 token: str, key, state_dir: str, keepalive_s: float):
+                 token: str, key, state_dir: str, keepalive_s: float, admin_token: str):
         self.office_id = office_id
+        self.admin_token = admin_token
         self.office_name = office_name
         self.tz_name = tz_name
         self.appointments = appointments
@@ -290,6 +304,9 @@ class CentralState:
             code = event.get("booking_code", "missing")
             if code is not None and not isinstance(code, str):
                 return "booking_code must be a string or null"
+            count = event.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                return "count must be an integer of at least 1"
         return None
 
     def received(self, device: str | None) -> list[dict]:
@@ -380,12 +397,37 @@ async def _send_huge(request: web.Request, headers: dict) -> web.StreamResponse:
     return resp
 
 
+def _bearer_is(request: web.Request, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, f"Bearer {token}".encode())
+
+
+def _resume_point(header: str, newest: int) -> int | None:
+    """The push id a ``Last-Event-ID`` resumes after, or None for a fresh start.
+
+    Only ids this server can have issued count: a short run of ASCII digits no larger than
+    the newest push. Anything else (5,000 digits, another server's id) starts afresh.
+    """
+    text = header.strip()
+    if not STREAM_ID_RE.match(text):
+        return None
+    value = int(text)
+    return value if value <= newest else None
+
+
 def build_app(state: CentralState) -> web.Application:
     """The aiohttp application serving ``state``."""
 
     @web.middleware
     async def contract(request: web.Request, handler):
-        if request.path.startswith("/_admin/") or request.match_info.route.name is None:
+        if request.path.startswith("/_admin"):
+            if not _bearer_is(request, state.admin_token):
+                return _error(401, "the admin endpoints need Authorization: Bearer <admin "
+                              "token> (see --admin-token-file)",
+                              {"WWW-Authenticate": 'Bearer realm="antrean-admin"'})
+            return await handler(request)
+        if request.match_info.route.name is None:
             return await handler(request)
         endpoint = request.match_info.route.name
         state.requests[endpoint] += 1
@@ -473,8 +515,8 @@ def build_app(state: CentralState) -> web.Application:
 
     async def get_stream(request: web.Request) -> web.StreamResponse:
         device = device_of(request)
-        last = request.headers.get("Last-Event-ID", "").strip()
-        cursor = int(last) if last.isdigit() else state.last_push_id()
+        resume = _resume_point(request.headers.get("Last-Event-ID", ""), state.last_push_id())
+        cursor = state.last_push_id() if resume is None else resume
         generation = state.stream_generation
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
@@ -482,7 +524,7 @@ def build_app(state: CentralState) -> web.Application:
         state.streams += 1
         try:
             await resp.write(b": connected\n\n")
-            if not last.isdigit():   # give a fresh client its resume point
+            if resume is None:   # give a fresh client its resume point
                 await resp.write(f"id: {cursor}\n\n".encode())
             while generation == state.stream_generation:
                 if state.push_event is None:
@@ -565,6 +607,8 @@ def build_app(state: CentralState) -> web.Application:
         token = (await admin_json(request)).get("token")
         if not isinstance(token, str) or not token:
             raise DevServerError("token must be a non-empty string")
+        if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+            raise DevServerError("the device token must differ from the admin token")
         state.token = token
         return {"ok": True}
 
@@ -605,6 +649,46 @@ def build_app(state: CentralState) -> web.Application:
 
 # --- running it ---------------------------------------------------------------------------
 
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (``""`` means all: False)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback
+                               for i in infos)
+
+
+def read_admin_token(path: str) -> str:
+    """The admin token in ``path`` (one line); raises ``DevServerError`` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DevServerError(f"--admin-token-file {path}: cannot read it "
+                             f"({getattr(e, 'strerror', None) or e})") from None
+    if not ADMIN_TOKEN_RE.match(token):
+        raise DevServerError(f"--admin-token-file {path}: the token must be one line of 16-512 "
+                             "printable characters without spaces")
+    return token
+
+
+def _write_secret(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` readable by its owner only, atomically."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def _load_or_make_key(key_path: str | None, state_dir: str, keyid: str):
     if key_path:
         return load_key_file(key_path), False
@@ -622,7 +706,17 @@ class DevServer:
                  office: str = "TRK", office_name: str = "Kantor Imigrasi Kelas II TPI Tarakan",
                  timezone_name: str = "Asia/Makassar", state_dir: str | None = None,
                  token: str = "dev-token", appointments: int = 120, keepalive_s: float = 15.0,
-                 keyid: str = "dev", faults: dict | None = None):
+                 keyid: str = "dev", faults: dict | None = None,
+                 admin_token: str | None = None):
+        if admin_token is None and not is_loopback(host):
+            raise DevServerError(f"--host {host!r} is not a loopback address: anyone on that "
+                                 "network could use the admin endpoints; give "
+                                 "--admin-token-file FILE, or listen on 127.0.0.1")
+        if admin_token is not None and not ADMIN_TOKEN_RE.match(admin_token):
+            raise DevServerError("the admin token must be 16-512 printable characters "
+                                 "without spaces")
+        if admin_token is not None and hmac.compare_digest(admin_token.encode(), token.encode()):
+            raise DevServerError("the admin token must differ from the device token (--token)")
         self.host, self.port = host, port
         self._tmp = None
         if state_dir is None:
@@ -630,10 +724,17 @@ class DevServer:
             state_dir = self._tmp.name
         os.makedirs(state_dir, exist_ok=True)
         self.state_dir = state_dir
+        self.admin_token_path = None
+        if admin_token is None:
+            admin_token = secrets.token_urlsafe(32)
+            self.admin_token_path = _write_secret(os.path.join(state_dir, ADMIN_TOKEN_FILE),
+                                                  admin_token)
+        self.admin_token = admin_token
         self.key, self.key_created = _load_or_make_key(key_path, state_dir, keyid)
         self._options = dict(office_id=office, office_name=office_name, tz_name=timezone_name,
                              appointments=appointments, token=token, key=self.key,
-                             state_dir=state_dir, keepalive_s=keepalive_s)
+                             state_dir=state_dir, keepalive_s=keepalive_s,
+                             admin_token=admin_token)
         self._faults = faults or {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -644,7 +745,8 @@ class DevServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def _start_async(self) -> None:
         self.state = CentralState(**self._options)
@@ -699,7 +801,8 @@ class DevServer:
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
         import requests  # only the tooling side needs it
-        r = requests.request(method, self.url + path, json=body, timeout=10)
+        r = requests.request(method, self.url + path, json=body, timeout=10,
+                             headers={"Authorization": f"Bearer {self.admin_token}"})
         r.raise_for_status()
         return r.json()
 
@@ -707,7 +810,10 @@ class DevServer:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="antrean devserver",
                                 description="Run the reference central server (loopback demo).")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but "
+                   "loopback needs --admin-token-file")
+    p.add_argument("--admin-token-file", metavar="FILE", help="file holding the bearer token "
+                   "of the /_admin endpoints (default: a new one in STATE/admin-token)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--key", metavar="KEYFILE", help="signing key from `antrean keygen` "
                    "(default: STATE/devserver.key, made on first start)")
@@ -758,11 +864,13 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         faults = _check_options(args)
+        admin_token = read_admin_token(args.admin_token_file) if args.admin_token_file else None
         server = DevServer(host=args.host, port=args.port, key_path=args.key,
                            office=args.office, office_name=args.office_name,
                            timezone_name=args.timezone, state_dir=args.state,
                            token=args.token, appointments=args.appointments,
-                           keepalive_s=args.keepalive, keyid=args.keyid, faults=faults)
+                           keepalive_s=args.keepalive, keyid=args.keyid, faults=faults,
+                           admin_token=admin_token)
         server.start()
     except (DevServerError, KeyFileError, OSError) as e:
         print(f"antrean devserver: {e}", file=sys.stderr)
@@ -773,6 +881,8 @@ def main(argv: list[str]) -> int:
           f'{{ {server.key.keyid} = "{server.key.public_b64}" }}', flush=True)
     print(f"  server.url = \"{server.url}\"; the device token is in --token "
           "(not printed)", flush=True)
+    where = args.admin_token_file or server.admin_token_path
+    print(f"  /_admin endpoints need Authorization: Bearer <the token in {where}>", flush=True)
     import signal
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import socket
 import sys
 import time
@@ -63,6 +64,7 @@ class LobbyFiles:
     central: Path
     printer: Path
     slips: Path
+    admin_token: Path           # the reference server's /_admin bearer token
 
 
 def prepare(out: Path, *, port: int, display_sound: str = "voice",
@@ -71,7 +73,8 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
     out.mkdir(parents=True, exist_ok=True)
     files = LobbyFiles(out, out / "antrean.toml", out / "central-signing.key",
                        out / "antrean.db", out / "scanner-pty", out / "counter-buttons",
-                       out / "snapshots", out / "central", out / "printer.bin", out / "slips")
+                       out / "snapshots", out / "central", out / "printer.bin", out / "slips",
+                       out / "central-admin-token")
     for old in out.glob("antrean.db*"):
         old.unlink()
     files.snapshots.mkdir(exist_ok=True)
@@ -82,6 +85,9 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
     token = out / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
+    files.admin_token.touch(mode=0o600)
+    files.admin_token.chmod(0o600)
+    files.admin_token.write_text(secrets.token_urlsafe(32) + "\n")
     files.config.write_text(
         "# Written by `antrean demo`: the whole appliance on this machine, no hardware.\n"
         f'[office]\nid = "{OFFICE_ID}"\ntimezone = "{TIMEZONE}"\nname = "{OFFICE_NAME}"\n'
@@ -93,6 +99,7 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
         f'[gpio]\nenabled = true\nnext_pins = {COUNTER_PINS}\nrecall_pins = {RECALL_PINS}\n'
         f'mock_panel = "{files.panel.name}"\n'
         f'[display]\nnames = "first"\nsound = "{display_sound}"\n'
+        'health_file = "display-health.json"\n'
         f'[printer]\nkind = "file"\ndevice = "{files.printer.name}"\nwidth = 80\n')
     return files, key
 
@@ -100,13 +107,15 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
 class Central:
     """The reference server's admin side, as the demo's officers and tests use it."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, admin_token: str):
         self.base = f"http://127.0.0.1:{port}"
+        self._auth = f"Bearer {admin_token}"
 
     def admin(self, method: str, path: str, body: dict | None = None, timeout: float = 10):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": self._auth})
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read() or b"null")
 
@@ -168,8 +177,9 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
         sup.start("central", antrean_argv(
             "devserver", "--port", str(port), "--key", str(files.key_path), "--state",
             str(files.central), "--token", TOKEN, "--appointments", str(appointments),
-            "--office", OFFICE_ID, "--timezone", TIMEZONE))
-        central = Central(port)
+            "--office", OFFICE_ID, "--timezone", TIMEZONE,
+            "--admin-token-file", str(files.admin_token)))
+        central = Central(port, files.admin_token.read_text().strip())
         central.wait_up()
         tz = ZoneInfo(TIMEZONE)
         now = datetime.now(tz)

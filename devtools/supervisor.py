@@ -193,6 +193,25 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(child.notify_path)
 
+    def start_virtual_x(self, name: str = "xvfb", size: tuple[int, int] = (1920, 1080),
+                        timeout: float = 30.0) -> str:
+        """Start an in-memory X server (Xvfb) as a child; returns its ``DISPLAY`` (``:N``).
+
+        The x11 video driver's double, as a pty is the serial scanner's: Xvfb picks a free
+        display number and prints it once it accepts clients (``-displayfd``).
+        """
+        child = self.start(name, ["Xvfb", "-displayfd", "1", "-nolisten", "tcp", "-screen",
+                                  "0", f"{size[0]}x{size[1]}x24"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(child.lines):
+                if line.strip().isdigit():
+                    return f":{line.strip()}"
+            if not child.running():
+                break
+            time.sleep(0.02)
+        raise TimeoutError(f"Xvfb did not start: {list(child.lines)[-5:]}")
+
     def __enter__(self) -> Supervisor:
         return self
 

@@ -136,7 +136,7 @@ class StoreView:
         self._next_open = 0.0
         self._read_at = float("-inf")
         self._last_call_id: int | None = None
-        self._last_scan_id: int | None = None
+        self._last_scan_id: tuple[int, int] | None = None      # (row id, its count)
         self.new_scan = False
         self._busy_since: float | None = None
         self._logged_problem: str | None = None
@@ -271,7 +271,7 @@ class StoreView:
                 " GROUP BY counter", (day,)).fetchall()
             lined_up = waiting(db, day)
             scan = db.execute(
-                "SELECT id, verdict, ticket, name, salutation, detail FROM scans"
+                "SELECT id, verdict, ticket, name, salutation, detail, count FROM scans"
                 " WHERE office_day = ? ORDER BY id DESC LIMIT 1", (day,)).fetchone()
             kv = dict(db.execute(
                 "SELECT key, value FROM kv WHERE key IN ('announcements', 'sync.offline_since',"
@@ -315,7 +315,7 @@ class StoreView:
 
         latest_scan = None
         if scan is not None:
-            sid, verdict, ticket, name, salutation, detail = scan
+            sid, verdict, ticket, name, salutation, detail, count = scan
             shown = public_name(name or "", self.names_mode, salutation or "")
             try:
                 msg_id, msg_en = messages_for(verdict, ticket, detail, shown)
@@ -323,10 +323,12 @@ class StoreView:
                 msg_id, msg_en = (f"Silakan ke petugas ({verdict}).",
                                   f"Please see an officer ({verdict}).")
             latest_scan = ScanRow(sid, verdict, ticket, msg_id, msg_en)
-            self.new_scan = self._last_scan_id is not None and sid > self._last_scan_id
-            self._last_scan_id = sid
+            # A run of unreadable scans is one row whose count grows: each is a new scan.
+            seen = (sid, count)
+            self.new_scan = self._last_scan_id is not None and seen > self._last_scan_id
+            self._last_scan_id = seen
         elif self._last_scan_id is None:
-            self._last_scan_id = 0
+            self._last_scan_id = (0, 0)
 
         status = Status(
             problem=None,

@@ -5,9 +5,20 @@ needed (the service user needs the ``video`` and ``render`` groups). Elsewhere a
 display exists, else the ``dummy`` driver. On a Pi that did not get ``kmsdrm`` the service
 says so and exits non-zero instead of drawing into nothing.
 
+Framebuffer: SDL backs the window either with the video driver's own window framebuffer
+(``software``: X11 shared memory, plain memory on ``dummy``) or with a texture drawn by a GL
+renderer (``accelerated``: Mesa in the process). The screen is drawn by pygame's software
+blitter either way and only changed rectangles are shown, so the renderer buys nothing here
+but costs memory: under X11 the call screen measured 131 MB PSS with SDL's default against
+39 MB with the software framebuffer (``bench/display_memory.py``). ``display.framebuffer =
+"auto"`` therefore asks for ``software`` wherever the driver has a native window
+framebuffer; ``kmsdrm`` and ``wayland`` have none in SDL 2, so SDL needs a renderer there
+whatever is asked (``FRAMEBUFFER_BY_DRIVER``).
+
 The loop: poll the store (one ``PRAGMA data_version`` per frame), draw what changed, hand the
-dirty rectangles to ``pygame.display.update``, feed the announcer, ping the watchdog, sleep to
-``display.fps``. SIGTERM ends it cleanly.
+dirty rectangles to ``pygame.display.update``, feed the announcer, ping the watchdog, publish
+the screen's health every few seconds (``display.health``: a small file, never the store),
+sleep to ``display.fps``. SIGTERM ends it cleanly.
 """
 
 from __future__ import annotations
@@ -28,6 +39,12 @@ PI_MODEL_PATH = "/proc/device-tree/model"
 DEFAULT_WINDOW = (1280, 720)
 DEFAULT_HEADLESS = (1920, 1080)
 FPS_LOG_S = 900.0           # log the achieved frame rate every 15 minutes
+FRAMEBUFFER_HINT = "SDL_FRAMEBUFFER_ACCELERATION"
+# display.framebuffer = "auto": what to ask SDL for, per video driver (see the docstring).
+FRAMEBUFFER_BY_DRIVER = {"x11": "software", "dummy": "software", "offscreen": "software",
+                         "kmsdrm": "accelerated", "wayland": "accelerated"}
+# Drivers with no native window framebuffer in SDL 2: a renderer is the only choice.
+RENDERER_ONLY = {"kmsdrm", "wayland"}
 
 
 class DisplayError(AntreanError, RuntimeError):
@@ -66,8 +83,28 @@ def choose_driver(environ=os.environ, on_pi: bool | None = None) -> str | None:
     return None
 
 
-def open_display(size: tuple[int, int] | None, *, on_pi: bool):
-    """Initialise pygame's video and return the screen surface."""
+def choose_framebuffer(setting: str, driver: str, environ=os.environ) -> str:
+    """``software`` or ``accelerated``: what the window will be backed by on ``driver``.
+
+    ``setting`` is ``display.framebuffer``; with ``auto`` an ``SDL_FRAMEBUFFER_ACCELERATION``
+    in the environment wins (SDL's own knob, for experiments), else the per-driver table.
+    """
+    if driver in RENDERER_ONLY:
+        if setting == "software":
+            log.warning("display.framebuffer = software is not possible on the %s driver: "
+                        "SDL needs a renderer there; using it", driver)
+        return "accelerated"
+    if setting == "auto" and environ.get(FRAMEBUFFER_HINT):
+        hint = environ[FRAMEBUFFER_HINT].strip().lower()
+        return "software" if hint in ("0", "false", "software") else "accelerated"
+    if setting == "auto":
+        return FRAMEBUFFER_BY_DRIVER.get(driver, "software")
+    return setting
+
+
+def open_display(size: tuple[int, int] | None, *, on_pi: bool,
+                 framebuffer: str = "auto"):
+    """Initialise pygame's video; returns the screen surface and the framebuffer chosen."""
     import pygame
 
     driver = choose_driver(on_pi=on_pi)
@@ -93,13 +130,16 @@ def open_display(size: tuple[int, int] | None, *, on_pi: bool):
         else:
             size = DEFAULT_HEADLESS if got in ("dummy", "offscreen") else DEFAULT_WINDOW
     flags = pygame.FULLSCREEN if fullscreen else 0
+    chosen = choose_framebuffer(framebuffer, got)
+    # Read by SDL when set_mode creates the window surface, so it must be set before.
+    os.environ[FRAMEBUFFER_HINT] = "0" if chosen == "software" else "1"
     surface = pygame.display.set_mode(size, flags)
     pygame.display.set_caption("Antrean")
     if fullscreen:
         pygame.mouse.set_visible(False)
-    log.info("display: %s driver, %dx%d%s", got, *surface.get_size(),
-             " fullscreen" if fullscreen else "")
-    return surface
+    log.info("display: %s driver, %dx%d%s, %s framebuffer", got, *surface.get_size(),
+             " fullscreen" if fullscreen else "", chosen)
+    return surface, chosen
 
 
 def render_step(view, screen, now: float) -> list:
@@ -180,20 +220,24 @@ def _snapshot(config, out: str, size: tuple[int, int] | None) -> int:
 def _serve(config, size: tuple[int, int] | None) -> int:
     import pygame
 
+    from display.health import HealthPublisher
     from display.model import StoreView
     from display.screen import Screen
     from display.sound import Announcer
-    from display.voice import ClipLibrary
+    from display.voice import library_for
 
     notify = SdNotify()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     on_pi = is_raspberry_pi()
-    surface = open_display(size, on_pi=on_pi)
+    surface, framebuffer = open_display(size, on_pi=on_pi,
+                                        framebuffer=config.display.framebuffer)
     pygame.font.init()
-    announcer = Announcer(config.display.sound, ClipLibrary(config.display.clips_dir or None))
+    announcer = Announcer(config.display.sound, library_for(config.display))
     view = StoreView(config)
     screen = Screen(surface, config, announcer=announcer, wall=view.now)
+    health = HealthPublisher(config.display.health_file, pygame.display.get_driver(),
+                             surface.get_size(), framebuffer=framebuffer, wall=view.now)
     clock = pygame.time.Clock()
     fps = config.display.fps
     watchdog = notify.watchdog_interval()
@@ -207,6 +251,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
                     stop.append(True)
             now = time.monotonic()
             render_step(view, screen, now)
+            health.frame()
             announcer.pump()
             if watchdog and now >= next_ping:
                 notify.watchdog()
@@ -217,6 +262,7 @@ def _serve(config, size: tuple[int, int] | None) -> int:
             clock.tick(fps)
     finally:
         notify.stopping()
+        health.close()
         announcer.close()
         view.close()
         pygame.quit()

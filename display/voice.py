@@ -10,6 +10,12 @@ Clips are WAV files named ``<key>.wav``. An office may record its own into ``dis
 (any subset: the rest falls back); missing ones are generated once with espeak-ng's Indonesian
 voice into a cache folder, so the appliance speaks without a network.
 
+Spoken names are applicants' personal data on an SD card, so their cache is bounded: files
+are named only by a keyed hash (HMAC-SHA-256 with a random key kept in the cache, so a list
+of names cannot be checked against the file names), removed after ``display.voice_cache_days``
+and, oldest first, once the folder exceeds ``display.voice_cache_mb``. The name reaches
+espeak-ng on its standard input, never on a command line other processes can read.
+
 Example::
 
     >>> " ".join(call_clips("A012", 12))
@@ -19,11 +25,13 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from appliance.errors import AntreanError
@@ -53,6 +61,11 @@ CLIP_TEXT: dict[str, str] = {
 }
 
 ESPEAK_VOICE = "id"
+NAMES_FOLDER = "names"          # spoken names, by keyed hash, bounded
+NAME_KEY_FILE = ".key"          # the HMAC key of the names folder (random, mode 0600)
+PRUNE_EVERY_S = 3600.0          # the age limit is enforced at least this often while in use
+DEFAULT_CACHE_MB = 32
+DEFAULT_CACHE_DAYS = 7
 
 
 def number_words(n: int) -> list[str]:
@@ -102,14 +115,23 @@ class ClipLibrary:
     """Finds the WAV file for a clip key: the office's recording, else a cached espeak-ng one.
 
     ``path(key)`` may run espeak-ng once (tens of milliseconds); call it off the render loop.
-    ``name_path(text)`` does the same for a name, cached by its hash.
+    ``name_path(text)`` does the same for a name, in the bounded names cache (see the module
+    docstring): at most ``max_bytes`` of files, none older than ``max_age_s``.
     """
 
     def __init__(self, office_dir: str | None, cache_dir: str | None = None,
-                 espeak: str | None = None):
+                 espeak: str | None = None, *, max_bytes: int = DEFAULT_CACHE_MB << 20,
+                 max_age_s: float = DEFAULT_CACHE_DAYS * 86400.0, wall=time.time):
         self.office_dir = Path(office_dir) if office_dir else None
         self.cache_dir = Path(cache_dir or default_cache_dir()) / f"espeak-{ESPEAK_VOICE}"
+        self.names_dir = self.cache_dir / NAMES_FOLDER
         self.espeak = espeak or shutil.which("espeak-ng")
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._wall = wall
+        self._key: bytes | None = None
+        self._pruned_at = float("-inf")
+        self.prune()
 
     def office_path(self, key: str) -> Path | None:
         if self.office_dir is None:
@@ -124,37 +146,125 @@ class ClipLibrary:
             return found
         if key not in CLIP_TEXT:
             raise VoiceUnavailable(f"no clip {key!r}: not a known clip name")
-        return self._generated(key, CLIP_TEXT[key])
+        return self._generated(self.cache_dir / f"{key}.wav", CLIP_TEXT[key])
 
     def name_path(self, text: str) -> Path:
-        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
-        return self._generated(f"name-{digest}", text)
-
-    def _generated(self, stem: str, text: str) -> Path:
-        target = self.cache_dir / f"{stem}.wav"
+        """The WAV of a spoken name, generated on first use; the cache stays within bounds."""
+        if self._wall() - self._pruned_at > PRUNE_EVERY_S:
+            self.prune()
+        digest = hmac.new(self._name_key(), text.encode("utf-8"), hashlib.sha256).hexdigest()
+        target = self.names_dir / f"{digest[:32]}.wav"
         if target.is_file():
             return target
+        self._generated(target, text, what="the name")
+        self.prune(keep=target)
+        return target
+
+    def _generated(self, target: Path, text: str, what: str | None = None) -> Path:
+        if target.is_file():
+            return target
+        what = what or repr(text)
         if not self.espeak:
             raise VoiceUnavailable("espeak-ng is not installed and the clip folder lacks "
-                                   f"{stem}.wav; install espeak-ng or record the clip")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+                                   f"{target.name}; install espeak-ng or record the clip")
+        target.parent.mkdir(parents=True, exist_ok=True)
         # Written to a temp file and renamed, so a crash never leaves half a clip in the cache.
-        fd, tmp = tempfile.mkstemp(suffix=".wav", dir=self.cache_dir)
+        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
-            subprocess.run([self.espeak, "-v", ESPEAK_VOICE, "-w", tmp, "--", text],
-                           check=True, capture_output=True, timeout=20)
+            subprocess.run([self.espeak, "-v", ESPEAK_VOICE, "-w", tmp, "--stdin"],
+                           input=text.encode("utf-8"), check=True, capture_output=True,
+                           timeout=20)
             os.replace(tmp, target)
         except (OSError, subprocess.SubprocessError) as e:
-            raise VoiceUnavailable(f"espeak-ng could not speak {text!r}: {e}") from None
+            raise VoiceUnavailable(f"espeak-ng could not speak {what}: {e}") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return target
 
+    def _name_key(self) -> bytes:
+        """The random HMAC key of the names folder, made on first use."""
+        if self._key is None:
+            path = self.names_dir / NAME_KEY_FILE
+            try:
+                key = path.read_bytes()
+            except FileNotFoundError:
+                key = b""
+            if len(key) != 32:
+                self.names_dir.mkdir(parents=True, exist_ok=True)
+                key = os.urandom(32)
+                tmp = path.with_name(f"{NAME_KEY_FILE}.{os.getpid()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key)
+                os.replace(tmp, path)
+                # A new key orphans every name file made with the old one.
+                self._remove(p for p in self.names_dir.iterdir() if p.name != NAME_KEY_FILE)
+            self._key = key
+        return self._key
+
+    def prune(self, keep: Path | None = None) -> int:
+        """Enforce the names cache's bounds; returns how many files were removed.
+
+        Removes names older than ``max_age_s``, then the oldest until the folder fits in
+        ``max_bytes`` (``keep``, the file just made, stays), plus leftovers of a crash and
+        name files of older releases (``name-<sha1>.wav`` beside the fixed clips).
+        """
+        self._pruned_at = now = self._wall()
+        doomed = [p for p in _listing(self.cache_dir) if p.name.startswith("name-")
+                  or p.suffix == ".tmp"]
+        files = []
+        for path in _listing(self.names_dir):
+            if path.name == NAME_KEY_FILE or path == keep:
+                continue
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if path.suffix != ".wav" or now - st.st_mtime > self.max_age_s:
+                doomed.append(path)
+            else:
+                files.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in files)
+        if keep is not None and keep.is_file():
+            total += keep.stat().st_size
+        for _, size, path in sorted(files):
+            if total <= self.max_bytes:
+                break
+            doomed.append(path)
+            total -= size
+        return self._remove(doomed)
+
+    @staticmethod
+    def _remove(paths) -> int:
+        removed = 0
+        for path in paths:
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("voice cache: cannot remove %s: %s", path.name, e)
+        return removed
+
+
+def library_for(display) -> ClipLibrary:
+    """The clip library the ``[display]`` config section describes."""
+    return ClipLibrary(display.clips_dir or None, max_bytes=display.voice_cache_mb << 20,
+                       max_age_s=display.voice_cache_days * 86400.0)
+
 
 class VoiceUnavailable(AntreanError, RuntimeError):
     """A clip can be neither found nor generated; the call is announced with the chime only."""
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def default_cache_dir() -> str:

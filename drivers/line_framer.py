@@ -2,10 +2,12 @@
 
 Barcode scanners end a code with CR, LF, CRLF or TAB. A line is complete only when its
 terminator arrives; a read timeout never completes a line (a scanner on a slow UART may
-pause mid-code). Empty lines are skipped, so CRLF never yields a second, empty line. A line
-longer than ``max_length`` keeps only its first ``max_length`` bytes: the framer discards the
-rest until the next terminator, resynchronises, and returns the kept part as an
-``OverlongLine`` so that garbage still gets its (``unreadable``) verdict. 1 MiB of garbage
+pause mid-code), but with ``stale_after`` a partial line that stays silent that long is
+dropped (the serial and keypad backends: noise must not glue onto the next code). Empty
+lines are skipped, so CRLF never yields a second, empty line. A line longer than
+``max_length`` keeps only its first ``max_length`` bytes: the framer discards the rest until
+the next terminator, resynchronises, and returns the kept part as an ``OverlongLine`` so
+that garbage still gets its (``unreadable``) verdict. 1 MiB of garbage
 costs at most ``max_length`` bytes. ``max_length`` (4096) is above the longest payload the
 check-in accepts (2048 characters), so a truncated line can never pass as a ticket.
 
@@ -101,6 +103,11 @@ class LineFramer:
         """Delete the last byte of the partial line (a keypad's Backspace key)."""
         if self._buf and not self._discarding:
             del self._buf[-1]
+
+    def touch(self, now: float) -> None:
+        """Restart the silence clock: the caller was busy, not the device quiet."""
+        if self._last_at is not None:
+            self._last_at = now
 
     def expire(self, now: float) -> bool:
         """Drop a partial line idle for longer than ``stale_after``; True if one was dropped."""

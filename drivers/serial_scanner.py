@@ -4,7 +4,10 @@ The port is opened exclusively (no second reader steals bytes). When the device 
 (USB unplug: reads fail, the ``/dev/serial/by-id/...`` link vanishes) the backend reports
 "disconnected" once and retries opening the same path every ``retry_s`` seconds, so it is
 back within 2 s of the scanner returning. Lines are framed by ``LineFramer``; a partial code
-left when the device vanished is dropped.
+left when the device vanished is dropped, and so is a partial line followed by silence
+(``partial_timeout_s``, 0.5 s by default): a scanner sends a whole code in one burst, so bytes
+that wait longer for their line end are noise (a bumped cable, a scanner waking up), and
+without this the next good scan would be glued to them and read as garbage.
 
 Example (a pseudo-terminal stands in for ``/dev/serial/by-id/usb-SCANNER-if00``)::
 
@@ -25,6 +28,7 @@ Example (a pseudo-terminal stands in for ``/dev/serial/by-id/usb-SCANNER-if00``)
 from __future__ import annotations
 
 import logging
+import time
 
 import serial
 
@@ -39,18 +43,20 @@ class SerialScanner(ScannerBackend):
 
     def __init__(self, port: str, baudrate: int = 9600, *, on_payload: PayloadCallback,
                  on_state: StateCallback | None = None, max_length: int = DEFAULT_MAX_LENGTH,
-                 retry_s: float = 0.5, poll_s: float = 0.2):
+                 retry_s: float = 0.5, poll_s: float = 0.2, partial_timeout_s: float = 0.5):
         super().__init__(on_payload, on_state)
         self.port = port
         self.baudrate = baudrate
         self.retry_s = retry_s
-        self.poll_s = poll_s
-        self.framer = LineFramer(max_length)
+        # Reads wake up at least this often, so a stale partial line is dropped promptly.
+        self.poll_s = min(poll_s, partial_timeout_s)
+        self.framer = LineFramer(max_length, stale_after=partial_timeout_s)
         self.open_attempts = 0
 
     @classmethod
     def from_config(cls, scanner, *, on_payload, on_state=None, stdin_fd=None):
-        return cls(scanner.port, scanner.baudrate, on_payload=on_payload, on_state=on_state)
+        return cls(scanner.port, scanner.baudrate, on_payload=on_payload, on_state=on_state,
+                   partial_timeout_s=scanner.serial_timeout_s)
 
     def _open(self) -> serial.Serial | None:
         self.open_attempts += 1
@@ -78,12 +84,24 @@ class SerialScanner(ScannerBackend):
                                            f"({_short(e)}); waiting for it to come back")
                 return
             if not data:
-                continue  # a read timeout is not the end of a line
-            for line in self.framer.feed(data):
+                # A read timeout is not the end of a line, but a long silence ends a partial one.
+                self._expire(time.monotonic())
+                continue
+            lines = self.framer.feed(data, time.monotonic())
+            for line in lines:
                 if isinstance(line, OverlongLine):
                     log.warning("serial scanner %s: a line longer than %d bytes was cut "
                                 "(garbage on the line?)", self.port, self.framer.max_length)
                 self._emit(strip_aim(line))
+            if lines:
+                # Waiting for the service to take the lines (back-pressure) is not silence.
+                self.framer.touch(time.monotonic())
+
+    def _expire(self, now: float) -> None:
+        stray = len(self.framer.partial)
+        if self.framer.expire(now):
+            log.debug("serial scanner %s: dropped %d stray bytes that never got a line end",
+                      self.port, stray)
 
     def _wake(self) -> None:
         ser = self._handle

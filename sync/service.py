@@ -28,6 +28,7 @@ import requests
 
 from appliance import BUILD_DATE, __version__
 from appliance.clock import MAX_SKEW_S, Clock, boot_id, record_server_date
+from appliance.display_health import heartbeat_display
 from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
@@ -454,7 +455,7 @@ class SyncService:
             "outbox": counts(self.store),
             "scanner": {"kind": self.config.scanner.kind,
                         "connected": bool(self.store.get_kv("scanner.connected", False))},
-            "display": {"fps": self.store.get_kv("display.fps")},
+            "display": heartbeat_display(self.config.display.health_file),
             "clock": {"synced": bool(clock.get("synced", False)),
                       "offset_s": round(float(clock.get("offset_s", 0.0)), 3)},
         }

@@ -1,6 +1,7 @@
 """Every verdict of the contract, its precedence and windows, in the office time zone."""
 
 import base64
+import hashlib
 import json
 from datetime import timedelta
 
@@ -166,6 +167,69 @@ def test_untrusted_clock_never_turns_applicants_away(config, store):
     assert desk.scan("NOWHERE1").verdict == "no_schedule"
 
 
+def scans_recorded(store) -> int:
+    """Scans the ``scans`` table stands for (a run of unreadable scans is one row)."""
+    return store.db.execute("SELECT COALESCE(SUM(count), 0) FROM scans").fetchone()[0]
+
+
+def scans_reported(store) -> int:
+    """Scans the outbox events stand for (``count`` absent means one)."""
+    bodies = [json.loads(b) for (b,) in store.db.execute("SELECT body FROM outbox")]
+    return sum(e.get("count", 1) for e in bodies if e["type"] in ("checkin", "scan_rejected"))
+
+
+class Ticking:
+    """A wall clock the test moves forward."""
+
+    def __init__(self, day=DAY, hhmm="09:10"):
+        self.t = office_time(day, hhmm).timestamp()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_flood_of_unreadable_scans_is_one_row_and_two_events(desk_at, config, store):
+    """1,000 garbage lines once made 1,000 fsync'd rows and 1,000 events, kept forever."""
+    wall = Ticking()
+    desk = CheckinDesk(store, config, Clock(store, config, wall=wall))
+    for i in range(1000):
+        wall.t += 0.01
+        assert desk.scan(b"\x1b[2J garbage %d" % i).verdict == "unreadable"
+    assert store.db.execute("SELECT verdict, count, reported FROM scans").fetchall() == [
+        ("unreadable", 1000, 1)]
+    assert scans_reported(store) == 1               # the first at once; the run goes on
+    assert desk.settle_unreadable() == 0            # not quiet yet: nothing written
+    wall.t += 10.5
+    assert desk.settle_unreadable() == 1
+    events = [json.loads(b) for (b,) in store.db.execute("SELECT body FROM outbox ORDER BY seq")]
+    assert [(e["reason"], e.get("count")) for e in events] == [("unreadable", None),
+                                                              ("unreadable", 999)]
+    last = b"\x1b[2J garbage 999"
+    assert events[1]["payload_sha256"] == hashlib.sha256(last).hexdigest()
+    assert desk.settle_unreadable(force=True) == 0  # reported once only
+    desk.scan(b"more garbage")                      # after the gap: a new run
+    assert [r[0] for r in store.db.execute("SELECT count FROM scans ORDER BY id")] == [1000, 1]
+    assert scans_recorded(store) == scans_reported(store) == 1001
+
+
+def test_a_run_ends_at_another_verdict_and_is_reported_every_span(desk_at, config, store):
+    wall = Ticking()
+    desk = CheckinDesk(store, config, Clock(store, config, wall=wall))
+    for _ in range(3):
+        desk.scan(b"\x00")
+    assert desk.scan(b"K7Q2M9XA").verdict == "ok"   # the run's rest is reported with it
+    types = [(json.loads(b)["type"], json.loads(b).get("count"))
+             for (b,) in store.db.execute("SELECT body FROM outbox ORDER BY seq")]
+    assert types == [("scan_rejected", None), ("scan_rejected", 2), ("checkin", None)]
+    for _ in range(700):                             # an endless flood, one line a second
+        wall.t += 1.0
+        desk.scan(b"\x00")
+    rows = store.db.execute("SELECT count FROM scans WHERE verdict = 'unreadable'").fetchall()
+    assert len(rows) == 1 + 3 and sum(r[0] for r in rows) == 703   # 300 s spans
+    desk.settle_unreadable(force=True)
+    assert scans_recorded(store) == scans_reported(store) == 704
+
+
 def test_every_verdict_has_two_languages():
     from appliance.checkin import messages_for
 
@@ -198,9 +262,11 @@ def test_parser_never_raises_on_text(text):
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=64))
-def test_random_scans_always_recorded_with_one_event(desk_at, store, data):
+def test_random_scans_always_recorded_and_reported(desk_at, store, data):
     desk = desk_at()
-    before = store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    before = scans_recorded(store)
     r = desk.scan(data)
     assert r.verdict in VERDICTS
-    assert store.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == before + 1
+    assert scans_recorded(store) == before + 1
+    desk.settle_unreadable(force=True)
+    assert scans_reported(store) == before + 1

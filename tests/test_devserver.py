@@ -66,7 +66,8 @@ def test_fault_switch_counts_down_and_signed_ticket(tmp_path):
         ticket = server.admin("GET", f"/_admin/ticket?booking_code={code}")["ticket"]
         head, sig = ticket.rsplit(".", 1)
         assert head.startswith(f"AT1.{server.key.keyid}.")
-        bad = requests.post(f"{server.url}/_admin/faults", json={"bogus": 1}, timeout=5)
+        bad = requests.post(f"{server.url}/_admin/faults", json={"bogus": 1}, timeout=5,
+                            headers={"Authorization": f"Bearer {server.admin_token}"})
         assert bad.status_code == 400 and "unknown fault" in bad.json()["error"]
 
 
@@ -86,10 +87,73 @@ def test_command_serves_until_terminated(tmp_path):
         first = proc.stdout.readline()
         assert "serving http://127.0.0.1:" in first
         url = first.split("serving ")[1].split()[0]
-        today = requests.get(f"{url}/_admin/state", timeout=5).json()["today"]
+        assert requests.get(f"{url}/_admin/state", timeout=5).status_code == 401
+        token_file = tmp_path / "s" / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        admin = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        today = requests.get(f"{url}/_admin/state", headers=admin, timeout=5).json()["today"]
         r = requests.get(f"{url}/offices/TRK/schedule", params={"date": today},
                          headers=AUTH, timeout=30)
         assert len(r.json()["appointments"]) == 20_000
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_admin_endpoints_need_the_admin_token(tmp_path):
+    """Without it nobody can mint tickets or schedules signed with a key appliances trust."""
+    with DevServer(state_dir=str(tmp_path / "c")) as server:
+        for method, path in (("GET", "/_admin/state"), ("GET", "/_admin/ticket?booking_code=X"),
+                             ("POST", "/_admin/schedule"), ("POST", "/_admin/push"),
+                             ("POST", "/_admin/token"), ("GET", "/_admin/nowhere")):
+            for headers in ({}, AUTH, {"Authorization": "Bearer wrong-admin-token-123"},
+                            {"Authorization": f"Bearer {server.admin_token}x"}):
+                r = requests.request(method, server.url + path, json={"token": "t" * 20},
+                                     headers=headers, timeout=5)
+                assert r.status_code == 401, (method, path, headers)
+                assert "admin token" in r.json()["error"]
+        assert server.admin("GET", "/_admin/state")["streams"] == 0   # with the token: fine
+        refused = requests.post(f"{server.url}/_admin/token", json={"token": server.admin_token},
+                                headers={"Authorization": f"Bearer {server.admin_token}"},
+                                timeout=5)
+        assert refused.status_code == 400 and "differ" in refused.json()["error"]
+
+
+def test_listening_beyond_loopback_needs_an_admin_token_file(tmp_path, capsys):
+    assert main(["--host", "0.0.0.0", "--port", "0", "--state", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--admin-token-file" in err and "0.0.0.0" in err
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    assert main(["--host", "0.0.0.0", "--port", "0", "--admin-token-file", str(short)]) == 2
+    assert "16-512" in capsys.readouterr().err
+    missing = tmp_path / "missing"
+    assert main(["--admin-token-file", str(missing), "--port", "0"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    token = "admin-" + "x" * 30
+    with DevServer(host="0.0.0.0", admin_token=token, state_dir=str(tmp_path / "c")) as server:
+        local = f"http://127.0.0.1:{server.port}"
+        assert requests.get(f"{local}/_admin/state", timeout=5).status_code == 401
+        ok = requests.get(f"{local}/_admin/state", timeout=5,
+                          headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert not (tmp_path / "c" / "admin-token").exists()   # a given token is not copied
+    with DevServer(host="localhost", state_dir=str(tmp_path / "d")) as server:
+        assert server.admin("GET", "/_admin/state")["streams"] == 0
+
+
+def test_a_huge_or_foreign_last_event_id_starts_the_stream_afresh(tmp_path):
+    """5,000 digits once gave a 500 (int() refuses them); now: a fresh resume point."""
+    with DevServer(state_dir=str(tmp_path / "c")) as server:
+        server.admin("POST", "/_admin/push", {"event": "announcements", "data": {"items": []}})
+        for last in ("9" * 5000, "12345678901234567890", "\u00b2", "7", "-1", "0"):
+            with requests.get(f"{server.url}/devices/d1/stream", stream=True, timeout=5,
+                              headers={**AUTH, "Last-Event-ID": last}) as r:
+                assert r.status_code == 200, last[:20]
+                lines = r.iter_lines()
+                assert next(lines) == b": connected" and next(lines) == b""
+                head = next(lines)
+                if last == "0":      # an id this server issued: resumed, no id block
+                    assert head == b"id: 1" and next(lines) == b"event: announcements"
+                else:
+                    assert head == b"id: 1" and next(lines) == b"", last[:20]

@@ -4,6 +4,9 @@ pygame.mixer on SDL's dummy audio driver."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import time
 import wave
 
@@ -111,6 +114,49 @@ def test_office_clip_wins_and_espeak_fills_the_gap(tmp_path):
     assert lib.path("dua") == generated         # cached: no second run
     name = lib.name_path("Bapak Andi S.")
     assert name.is_file() and name != lib.name_path("Ibu Siti R.")
+
+
+def test_spoken_names_cache_is_bounded_and_named_by_a_keyed_hash_only(tmp_path):
+    """Names are personal data on an SD card: bounded by age and size, nothing to look up."""
+    cache = tmp_path / "cache"
+    clips = cache / "espeak-id"
+    clips.mkdir(parents=True)
+    legacy = clips / f"name-{hashlib.sha1(b'Ibu Siti R.').hexdigest()[:20]}.wav"
+    write_tone(legacy)                          # an older release's file: plain SHA-1 of a name
+    lib = ClipLibrary(None, cache_dir=str(cache))          # the defaults: 32 MB, 7 days
+    assert not legacy.exists()
+    names = ["Bapak Andi S.", "Ibu Siti R.", "Bapak Budi H.", "Ibu Dewi K.", "Bapak Eko P."]
+    paths = [lib.name_path(n) for n in names]   # real espeak-ng
+    assert len(set(paths)) == len(names) and all(p.parent == clips / "names" for p in paths)
+    for name, path in zip(names, paths, strict=True):
+        assert re.fullmatch(r"[0-9a-f]{32}\.wav", path.name)
+        for algorithm in ("sha1", "sha256", "md5"):
+            assert hashlib.new(algorithm, name.encode()).hexdigest()[:16] not in path.name
+    key = clips / "names" / ".key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    made = paths[0].stat().st_mtime_ns
+    assert lib.name_path(names[0]) == paths[0] and paths[0].stat().st_mtime_ns == made  # a hit
+
+    # Age: a name older than voice_cache_days is gone after the next new name.
+    week_ago = time.time() - 8 * 86400
+    os.utime(paths[1], (week_ago, week_ago))
+    lib.name_path("Ibu Fitri A.")
+    assert not paths[1].exists() and paths[0].exists()
+
+    # Size: the oldest go first until the folder fits; the newest stays.
+    for i, path in enumerate(p for p in paths if p.exists()):
+        os.utime(path, (time.time() - 3600 + i, time.time() - 3600 + i))
+    wavs = sorted((clips / "names").glob("*.wav"), key=lambda p: p.stat().st_mtime)
+    budget = sum(p.stat().st_size for p in wavs[-2:])
+    small = ClipLibrary(None, cache_dir=str(cache), max_bytes=budget)
+    left = sorted((clips / "names").glob("*.wav"), key=lambda p: p.stat().st_mtime)
+    assert left == wavs[-2:] and sum(p.stat().st_size for p in left) <= budget
+    newest = small.name_path("Bapak Gilang T.")
+    assert newest.exists()
+    assert sum(p.stat().st_size for p in (clips / "names").glob("*.wav")) <= budget
+    # Same key after a restart: a recall of a known name is still a hit.
+    assert ClipLibrary(None, cache_dir=str(cache), max_bytes=budget).name_path(
+        "Bapak Gilang T.") == newest
 
 
 @pytest.fixture

@@ -124,6 +124,20 @@ def test_view_reads_calls_counters_waiting_and_scan(office):
     view.close()
 
 
+def test_each_unreadable_scan_of_a_run_shows_the_panel_again(office):
+    """A run of unreadable scans is one row with a growing count: every scan is still new."""
+    view = office.view()
+    view.poll()
+    for n in range(1, 4):
+        office.wall.t += 1.0
+        assert office.desk.scan(b"\x00garbage").verdict == "unreadable"
+        snap, _ = view.poll()
+        assert view.new_scan, f"scan {n} of the run not shown"
+        assert snap.latest_scan.verdict == "unreadable"
+    assert office.store.db.execute("SELECT COUNT(*), SUM(count) FROM scans").fetchone() == (1, 3)
+    view.close()
+
+
 def test_view_never_writes(office):
     office.check_in(2)
     office.queue.call_next(1)

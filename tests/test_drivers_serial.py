@@ -1,6 +1,8 @@
 """The serial backend through a real pseudo-terminal behind a by-id style symlink."""
 
 import queue
+import threading
+import time
 
 import pytest
 import serial
@@ -40,8 +42,9 @@ def port(tmp_path):
 @pytest.fixture
 def scanner(port):
     rec = Recorder()
+    # A long partial-line timeout: these tests pause mid-line on purpose.
     s = SerialScanner(port.path, 9600, on_payload=rec.payload, on_state=rec.state,
-                      retry_s=0.05, max_length=64)
+                      retry_s=0.05, max_length=64, partial_timeout_s=5.0)
     s.start()
     assert rec.next() == ("state", True)
     yield s, rec
@@ -64,6 +67,47 @@ def test_partial_line_is_completed_by_its_terminator_not_by_a_timeout(scanner, p
         rec.events.get(timeout=0.5)
     port.write(b"M9XA\r\n")
     assert rec.next() == ("scan", b"K7Q2M9XA")
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_noise_without_a_line_end_is_dropped_after_a_silence(port):
+    """Two stray bytes, then silence, then a good scan: the scan must arrive clean."""
+    rec = Recorder()
+    with SerialScanner(port.path, 9600, on_payload=rec.payload, on_state=rec.state) as s:
+        assert rec.next() == ("state", True)
+        port.write(b"\x13\x8a")
+        wait_until(lambda: s.framer.dropped_stale == 1, "the stray bytes to be dropped")
+        assert s.framer.partial == b""
+        port.write(b"K7Q2M9XA\r\n")
+        assert rec.next() == ("scan", b"K7Q2M9XA")
+        rec.assert_quiet()
+
+
+def test_waiting_for_the_service_is_not_silence_on_the_line(port):
+    """Back-pressure: while the service holds the reader, bytes queue up; they are not stale."""
+    entered, release = threading.Event(), threading.Event()
+    got = queue.Queue()
+
+    def slow_service(data: bytes) -> None:
+        got.put(data)
+        entered.set()
+        release.wait(WAIT)          # the bounded inbox is full: the reader waits here
+
+    with SerialScanner(port.path, 9600, on_payload=slow_service, partial_timeout_s=0.1) as s:
+        wait_until(lambda: s.connected, "the port to open")
+        port.write(b"AAAAAA\r\nK7Q2")
+        assert entered.wait(WAIT)
+        port.write(b"M9XA\r\n")
+        time.sleep(0.5)             # the service holds the reader well past the 0.1 s timeout
+        release.set()
+        assert [got.get(timeout=WAIT), got.get(timeout=WAIT)] == [b"AAAAAA", b"K7Q2M9XA"]
+        assert s.framer.dropped_stale == 0
 
 
 def test_overlong_garbage_is_cut_and_the_next_line_survives(scanner, port):

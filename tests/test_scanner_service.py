@@ -1,5 +1,6 @@
 """The scanner service end to end: a real pty, the real service loop, verdicts in SQLite."""
 
+import json
 import os
 import queue
 import sqlite3
@@ -53,6 +54,17 @@ def query(config, sql, *args):
 
 def verdicts(config):
     return query(config, "SELECT verdict, booking_code, ticket FROM scans ORDER BY id")
+
+
+def judged(config):
+    """Scans decided so far (a run of unreadable ones is one row with a count)."""
+    return query(config, "SELECT COALESCE(SUM(count), 0) FROM scans")[0][0]
+
+
+def reported(config):
+    """Scans the outbox events stand for."""
+    events = [json.loads(b) for (b,) in query(config, "SELECT body FROM outbox")]
+    return sum(e.get("count", 1) for e in events if e["type"] in ("checkin", "scan_rejected"))
 
 
 def calls(config):
@@ -138,10 +150,11 @@ def test_bad_input_gets_unreadable_and_the_service_stays_up(serial_setup):
         # the write returned, so the reader took almost all of it: memory stayed bounded
         assert len(svc.backend.framer.partial) <= svc.backend.framer.max_length
         port.write(b"\n" + CODES[2].encode() + b"\n")
-        wait_for(lambda: len(verdicts(cfg)) == len(lines) + 2, "every line judged")
-    got = verdicts(cfg)
-    assert [v for v, _, _ in got[:-1]] == ["unreadable"] * (len(lines) + 1)
-    assert got[-1] == ("ok", CODES[2], "A001")
+        wait_for(lambda: judged(cfg) == len(lines) + 2, "every line judged")
+    # One run of unreadable input: one row that counts them, then the good scan.
+    assert query(cfg, "SELECT verdict, count FROM scans ORDER BY id") == [
+        ("unreadable", len(lines) + 1), ("ok", 1)]
+    assert verdicts(cfg)[-1] == ("ok", CODES[2], "A001")
 
 
 def test_flood_of_lines_every_line_judged_and_no_ok_lost(serial_setup):
@@ -311,3 +324,47 @@ def test_mock_button_panel_refuses_real_pins(tmp_path):
 
     with pytest.raises(DriverError, match="only drives mock pins"):
         MockButtonPanel(str(tmp_path / "panel"), object())
+
+
+def test_stray_bytes_before_a_scan_do_not_spoil_it(serial_setup):
+    """Noise without a line end, a pause, then a good scan: the scan is checked in."""
+    cfg, port = serial_setup
+    with Running(cfg) as svc:
+        wait_for(lambda: kv(cfg, "scanner.connected") == "true", "connected")
+        port.write(b"\x00\x7f")
+        wait_for(lambda: svc.backend.framer.dropped_stale == 1, "the stray bytes dropped")
+        port.write(CODES[0].encode() + b"\r\n")
+        wait_for(lambda: len(verdicts(cfg)) == 1, "a verdict")
+        assert svc.backend.framer.stale_after == cfg.scanner.serial_timeout_s == 0.5
+    assert verdicts(cfg) == [("ok", CODES[0], "A001")]
+
+
+def test_a_flood_of_garbage_lines_makes_few_rows_and_events(serial_setup):
+    """1,000 unreadable lines were 1,000 rows and 1,000 events; now one run, one row."""
+    cfg, port = serial_setup
+    flood = b"".join(b"\x1b[%dm\x00noise\n" % i for i in range(1000))
+    with Running(cfg):
+        wait_for(lambda: kv(cfg, "scanner.connected") == "true", "connected")
+        port.write(flood + CODES[4].encode() + b"\n")
+        wait_for(lambda: judged(cfg) == 1001, "the flood judged")
+        # The good scan ended the run, so its rest was reported in the same transaction.
+        assert reported(cfg) == 1001
+    assert query(cfg, "SELECT verdict, count FROM scans ORDER BY id") == [
+        ("unreadable", 1000), ("ok", 1)]
+    events = [json.loads(b) for (b,) in query(cfg, "SELECT body FROM outbox ORDER BY seq")]
+    assert [(e["type"], e.get("count")) for e in events] == [
+        ("scan_rejected", None), ("scan_rejected", 999), ("checkin", None)]
+
+
+def test_a_run_that_goes_quiet_is_reported_by_the_service(serial_setup, monkeypatch):
+    """No further scan comes: the idle service reports the run's rest once it has ended."""
+    import appliance.checkin
+
+    monkeypatch.setattr(appliance.checkin, "RUN_GAP_S", 0.3)
+    cfg, port = serial_setup
+    with Running(cfg):
+        wait_for(lambda: kv(cfg, "scanner.connected") == "true", "connected")
+        port.write(b"\x00\n" * 50)
+        wait_for(lambda: judged(cfg) == 50, "the garbage judged")
+        wait_for(lambda: reported(cfg) == 50, "the run reported while idle")
+    assert query(cfg, "SELECT SUM(count), SUM(reported) FROM scans") == [(50, 50)]

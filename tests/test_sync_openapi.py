@@ -100,16 +100,20 @@ def test_events_and_heartbeat_match(sync_config, central):
                                          "service": "A", "offline": True}, now)
             record_event(db, "scan_rejected", {"reason": "unknown", "booking_code": None,
                                                "payload_sha256": "0" * 64}, now)
+            record_event(db, "scan_rejected", {"reason": "unreadable", "booking_code": None,
+                                               "payload_sha256": "1" * 64, "count": 999}, now)
             record_event(db, "no_show", {"ticket": "A012", "counter": 1}, now)
         record_events(svc.store, 2)
         events = [e.body for e in pending_batch(svc.store)]
         for event in events:
             validate({"$ref": "#/components/schemas/Event"}, event)
         url = f"{central.url}/devices/{DEVICE}/events"
-        resp = requests.post(url, json={"events": events + [{"id": "x", "type": "nope"}]},
+        bad_count = {**events[1], "id": "y", "count": 0}
+        resp = requests.post(url, json={"events": events + [{"id": "x", "type": "nope"},
+                                                            bad_count]},
                              headers=AUTH, timeout=5)
         check("/devices/{device_id}/events", "post", resp)
-        assert [r["status"] for r in resp.json()["results"]] == ["accepted"] * 5 + ["rejected"]
+        assert [r["status"] for r in resp.json()["results"]] == ["accepted"] * 6 + ["rejected"] * 2
         again = requests.post(url, json={"events": events[:1]}, headers=AUTH, timeout=5)
         assert again.json()["results"][0]["status"] == "duplicate"
         check("/devices/{device_id}/events", "post", requests.post(

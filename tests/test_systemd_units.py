@@ -211,6 +211,23 @@ def test_display_owns_tty1_and_waits_for_the_drm_card():
     assert 'SYMLINK+="dri/antrean"' in rule and 'TAG+="systemd"' in rule
 
 
+def test_the_display_health_file_lives_where_the_units_share_it():
+    """The display writes /run/antrean/display.json; sync (same user) may read it."""
+    from appliance.config import SCHEMA
+
+    display, sync = unit("antrean-display.service")["Service"], unit("antrean-sync.service")[
+        "Service"]
+    default = Path(SCHEMA["display"]["health_file"].default)
+    assert display["RuntimeDirectory"] == [default.parent.name] and str(default.parent) == (
+        "/run/" + default.parent.name)
+    assert display["RuntimeDirectoryMode"] == ["0750"]
+    assert display["User"] == sync["User"] == ["antrean"]
+    # Sync must neither own (and so remove) the folder nor have /run hidden from it.
+    assert "RuntimeDirectory" not in sync
+    for key in ("InaccessiblePaths", "TemporaryFileSystem", "ReadOnlyPaths"):
+        assert not any("/run" in v for v in sync.get(key, [])), key
+
+
 def test_sync_waits_for_the_network_but_not_for_time_sync():
     u = unit("antrean-sync.service")["Unit"]
     assert "network-online.target" in words(u["Wants"])
