@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import requests
+import urllib3
 
 from appliance import __version__
 from appliance.errors import AntreanError
+from sync.deadline import Deadline, mount_deadlines
 
 MAX_SCHEDULE_BYTES = 32 * 1024 * 1024   # the contract's limit (appliance.schedule agrees)
 MAX_SMALL_BYTES = 1024 * 1024           # answers to events and heartbeats are tiny
-MAX_SSE_LINE = 1024 * 1024
+STREAM_READ_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
@@ -127,6 +129,7 @@ class CentralClient:
         self.session.verify = s.ca_file or True
         self.session.trust_env = False    # no proxy or netrc surprises on an appliance
         self.session.headers["User-Agent"] = f"antrean/{__version__} ({self.device_id})"
+        mount_deadlines(self.session)
 
     def close(self) -> None:
         self.session.close()
@@ -203,25 +206,29 @@ class CentralClient:
         return self.request("POST", f"/devices/{self.device_id}/heartbeat", json=doc,
                             cap=MAX_SMALL_BYTES)
 
-    def open_stream(self, last_event_id: str | None, silence_s: float) -> requests.Response:
-        """Open the push stream; the caller reads it with ``sse_events`` and closes it.
+    def open_stream(self, last_event_id: str | None, silence_s: float
+                    ) -> tuple[requests.Response, Deadline]:
+        """Open the push stream; the caller reads it with ``stream_chunks`` and closes it.
 
-        A read that sees nothing for ``silence_s`` raises, which is how a silent stream
-        is noticed (the server sends a comment every 15 s).
+        The answer's headers must arrive within connect plus read timeout; after that a
+        read that sees nothing for ``silence_s`` raises, which is how a silent stream is
+        noticed (the server sends a comment every 15 s). The returned :class:`Deadline`'s
+        ``shutdown()`` unblocks a read from another thread.
         """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if last_event_id:
+        if last_event_id:   # the caller keeps only valid ids (sync.sse.valid_event_id)
             headers["Last-Event-ID"] = last_event_id
         path = f"/devices/{self.device_id}/stream"
         sent_at = time.time()
-        try:
-            resp = self.session.get(self.base + path, headers=self._headers(headers),
-                                    timeout=(self.timeout[0], silence_s), stream=True,
-                                    allow_redirects=False)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
+        with Deadline(sum(self.timeout)) as guard:
+            try:
+                resp = self.session.get(self.base + path, headers=self._headers(headers),
+                                        timeout=(self.timeout[0], silence_s), stream=True,
+                                        allow_redirects=False)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
         self._note_date(resp, sent_at)
-        return resp
+        return resp, guard
 
 
 def _reason(e: Exception) -> str:
@@ -254,59 +261,19 @@ def _read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class SseEvent:
-    id: str | None
-    event: str
-    data: str
+def stream_chunks(resp: requests.Response, what: str = "push stream") -> Iterator[bytes]:
+    """The body of an open streaming response, each read handed over as it returns.
 
-
-def sse_events(resp: requests.Response) -> Iterator[SseEvent | None]:
-    """Parse a text/event-stream body; yields events, and None for each comment line.
-
-    A block holding only ``id:`` is yielded with empty ``event`` and ``data``: it sets the
-    resume point (the reference server sends one on connect) and is otherwise not an event.
-
-    An event is only yielded once its blank line arrives: an event cut off by a closed
-    connection is dropped (and arrives again on resume, since its id was never seen).
+    ``read1`` returns what the network has delivered (at most 64 KiB) instead of waiting to
+    fill a buffer, so an event is not held back on a response with neither chunked encoding
+    nor ``Content-Length`` (``Connection: close``), which only ends when the server hangs up.
     """
-    buf = b""
-    event_id: str | None = None
-    name, data = "", []
-    has_field = False
-    size = 0
-    for chunk in resp.iter_content(chunk_size=None):
-        buf += chunk
-        while True:
-            cut = min((i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0), default=-1)
-            if cut < 0:
-                if len(buf) > MAX_SSE_LINE:
-                    raise ServerUnreachable("push stream: a line longer than 1 MiB")
-                break
-            if buf[cut:cut + 1] == b"\r" and cut + 1 == len(buf):
-                break   # a CR at the end of the buffer may be half of a CRLF
-            line = buf[:cut].decode("utf-8", "replace")
-            skip = 2 if buf[cut:cut + 2] == b"\r\n" else 1
-            buf = buf[cut + skip:]
-            if line == "":
-                if has_field and data:
-                    yield SseEvent(event_id, name or "message", "\n".join(data))
-                elif has_field and event_id:
-                    yield SseEvent(event_id, "", "")     # only moves the resume point
-                name, data, has_field, size = "", [], False, 0
-                continue
-            if line.startswith(":"):
-                yield None
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            has_field = True
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-                size += len(value)
-                if size > MAX_SSE_LINE:  # one event, however many data lines, stays bounded
-                    raise ServerUnreachable("push stream: an event larger than 1 MiB")
-            elif field == "id" and "\0" not in value:
-                event_id = value
+    raw = resp.raw
+    while True:
+        try:
+            chunk = raw.read1(STREAM_READ_BYTES)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            raise ServerUnreachable(f"{what}: {_reason(e)}") from None
+        if not chunk:
+            return
+        yield chunk

@@ -19,7 +19,6 @@ import logging
 import queue
 import re
 import signal
-import socket
 import threading
 import time
 from datetime import date as Date
@@ -40,12 +39,12 @@ from sync.client import (
     BodyTooLarge,
     CentralClient,
     ServerUnreachable,
-    SseEvent,
     TokenUnavailable,
-    sse_events,
+    stream_chunks,
     system_clock_synced,
 )
 from sync.fault_board import FaultBoard
+from sync.sse import SseEvent, SseParser, valid_event_id
 
 log = logging.getLogger("antrean.sync")
 
@@ -74,40 +73,76 @@ def _epoch(text) -> float | None:
 
 
 class PushStream(threading.Thread):
-    """Holds the push stream open and forwards what it hears; never touches the store."""
+    """Holds the push stream open and forwards what it hears; never touches the store.
+
+    Nothing may end this thread but ``stop``: whatever goes wrong (a bug, a bizarre answer,
+    an exhausted backoff) becomes a stream-down message for the main thread, a wait and a
+    new connection. Problems are logged once each, not once per retry.
+    """
 
     def __init__(self, config, inbox: queue.SimpleQueue, last_id: str | None,
                  stop: threading.Event, *, silence_s: float, backoff: Backoff):
         super().__init__(name="sync-stream", daemon=True)
         self.config = config
         self.inbox = inbox
-        self.last_id = last_id
+        self.last_id = last_id if valid_event_id(last_id) else None
         self.stop_event = stop
         self.silence_s = silence_s
         self.backoff = backoff
-        self._resp: requests.Response | None = None
+        self._guard = None                     # unblocks the open stream's read (interrupt)
+        self._problem: str | None = None      # the unexpected error last logged
+        self._bad_id_logged = False
 
     def run(self) -> None:
-        client = CentralClient(self.config)
+        client: CentralClient | None = None
         try:
             while not self.stop_event.is_set():
-                delay = self._hold(client)
+                try:
+                    if client is None:
+                        client = CentralClient(self.config)
+                    delay = self._hold(client)
+                except BaseException as e:  # noqa: BLE001 - pushes must never end for good
+                    delay = self._unexpected(e)
                 self.stop_event.wait(delay)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+    def _unexpected(self, e: BaseException) -> float:
+        """Report an error no branch expected (once per distinct problem); the wait."""
+        problem = f"{type(e).__name__}: {e}"[:300]
+        if problem != self._problem:
+            self._problem = problem
+            log.error("push stream: unexpected error (%s); reconnecting with backoff",
+                      problem, exc_info=e)
+        if self.stop_event.is_set():
+            return 0.0
+        self.inbox.put(("stream", False, f"the stream broke ({type(e).__name__})"))
+        try:
+            return self.backoff.failed()
+        except Exception:  # noqa: BLE001 - even a broken backoff must not end pushes
+            return float(self.config.server.poll_seconds)
+
+    def _bad_id(self, value: str) -> None:
+        if not self._bad_id_logged:
+            self._bad_id_logged = True
+            log.warning("push stream: ignored an event id that is not a valid header value "
+                        "(%d characters, starting %r); keeping the last good resume point",
+                        len(value), value[:20])
 
     def _hold(self, client: CentralClient) -> float:
         """One connection; returns how long to wait before the next."""
         try:
-            resp = client.open_stream(self.last_id, self.silence_s)
+            resp, self._guard = client.open_stream(self.last_id, self.silence_s)
         except TokenUnavailable as e:
             self.inbox.put(("stream", False, str(e)))
             return float(self.config.server.poll_seconds)
         except ServerUnreachable as e:
             self.inbox.put(("stream", False, str(e)))
             return self.backoff.failed()
-        self._resp = resp
         try:
+            if self.stop_event.is_set():    # stopped while connecting: interrupt() missed it
+                return 0.0
             kind = resp.headers.get("Content-Type", "")
             if resp.status_code == 401:
                 self.inbox.put(("stream", False, "the server refused the device token (401)"))
@@ -117,22 +152,24 @@ class PushStream(threading.Thread):
                                 f" ({kind or 'no content type'})"))
                 return self.backoff.failed()
             self.inbox.put(("stream", True, ""))
-            for event in sse_events(resp):
-                self.backoff.succeeded()
-                if event is not None:
-                    if event.id:
-                        self.last_id = event.id
-                    self.inbox.put(("push", event))
+            self._problem = None
+            parser = SseParser(self.last_id, on_bad_id=self._bad_id)
+            for chunk in stream_chunks(resp):
+                for event in parser.feed(chunk):
+                    self.backoff.succeeded()
+                    if event is not None:
+                        if event.id:
+                            self.last_id = event.id
+                        self.inbox.put(("push", event))
             reason = "the server ended the stream"
         except Exception as e:
             if self.stop_event.is_set():    # interrupt() closed the response under us
                 return 0.0
             if not isinstance(e, (requests.RequestException, ServerUnreachable, OSError)):
-                # A bug or a bizarre answer must not end pushes for good: report, back off.
-                log.exception("push stream: unexpected error")
+                return self._unexpected(e)
             reason = f"the stream broke ({type(e).__name__})"
         finally:
-            self._resp = None
+            self._guard = None
             resp.close()
         if self.stop_event.is_set():
             return 0.0
@@ -145,17 +182,9 @@ class PushStream(threading.Thread):
         Closing the response would wait for the read to finish (they share a lock), up to a
         keepalive later; shutting the socket down makes the blocked read return at once.
         """
-        resp = self._resp
-        if resp is None:
-            return
-        sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-            else:
-                resp.close()
-        except Exception:   # closing from another thread is best effort
-            pass
+        guard = self._guard
+        if guard is not None:
+            guard.shutdown()
 
 
 class SyncService:
@@ -579,8 +608,8 @@ class SyncService:
         self._watchdog_s = self.notify.watchdog_interval()
         self._next_watchdog = now
         if self.use_stream:
-            self.stream = PushStream(self.config, self.inbox,
-                                     self.store.get_kv("sync.stream_last_id"), self.stop_event,
+            self.stream = PushStream(self.config, self.inbox, self._resume_point(),
+                                     self.stop_event,
                                      silence_s=self.stream_silence_s,
                                      backoff=Backoff(*self._backoff_args))
             self.stream.start()
@@ -623,6 +652,18 @@ class SyncService:
                 self.stream.join(2.0)
             self.client.close()
         return 0
+
+    def _resume_point(self) -> str | None:
+        """The saved ``Last-Event-ID``, or None; a saved id that is no valid header value
+        (from an older version, or a hostile server) is dropped instead of breaking every
+        reconnect."""
+        saved = self.store.get_kv("sync.stream_last_id")
+        if saved is None or valid_event_id(saved):
+            return saved
+        log.warning("dropped the saved push stream resume point: not a valid header value; "
+                    "the stream starts from now and a schedule pull catches up")
+        self.store.set_kv("sync.stream_last_id", None)
+        return None
 
     def keep_alive(self) -> None:
         """Ping systemd's watchdog when due; also called between requests of a long round,
