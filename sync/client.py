@@ -60,10 +60,11 @@ class Answer:
         return self.headers.get(name)
 
     def json(self):
-        """The body as JSON, or None when it is not JSON (HTML error pages, garbage)."""
+        """The body as JSON, or None when it is not JSON (HTML error pages, garbage, or
+        nesting deeper than the parser's recursion limit: 100,000 ``[``)."""
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return None
 
     @property

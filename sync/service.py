@@ -56,6 +56,7 @@ CLOCK_RECORD_DRIFT_S = 2.0     # re-record the clock offset when it moves more t
 CLOCK_RECORD_EVERY_S = 3600.0
 AGE_CHECK_EVERY_S = 30.0
 LOOP_TICK_S = 0.5
+INTERNAL_RETRY_S = 5.0         # first wait after a round failed for a reason nobody foresaw
 TICKET_RE = re.compile(r"^[A-Z]{1,3}[0-9]{3,6}$")
 _BUILD_EPOCH = datetime.fromisoformat(BUILD_DATE + "T00:00:00+00:00").timestamp()
 
@@ -223,6 +224,9 @@ class SyncService:
         self._next_watchdog = 0.0
         self._next_pull = self._next_upload = self._next_heartbeat = 0.0
         self._next_age_check = 0.0
+        self._next_tick = 0.0
+        self.internal_backoff = Backoff(INTERNAL_RETRY_S, backoff_cap_s)
+        self._internal_problem: str | None = None
 
     # clock -----------------------------------------------------------------------------
 
@@ -539,7 +543,7 @@ class SyncService:
             return
         try:
             data = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             log.warning("ignored a %r push whose data is not a JSON object", event.event)
@@ -618,13 +622,8 @@ class SyncService:
                  self.config.server.device_id)
         try:
             while not self.stop_event.is_set():
-                try:
-                    self._tick()
-                    self.faults.clear("internal")
-                except Exception:  # noqa: BLE001 - degrade visibly, never crash-loop
-                    log.exception("sync: a round failed unexpectedly; trying again shortly")
-                    self.faults.set("internal", "a sync round failed unexpectedly; see the log")
-                    self.stop_event.wait(5.0)
+                if time.monotonic() >= self._next_tick:
+                    self._guarded_tick()
                 now = time.monotonic()
                 self.keep_alive()
                 wait = min(LOOP_TICK_S, max(0.0, min(self._next_pull, self._next_heartbeat)
@@ -664,6 +663,25 @@ class SyncService:
                     "the stream starts from now and a schedule pull catches up")
         self.store.set_kv("sync.stream_last_id", None)
         return None
+
+    def _guarded_tick(self) -> None:
+        """One tick; a failure nobody foresaw is a visible fault retried with backoff (the
+        loop keeps pinging the watchdog meanwhile), logged once per distinct error."""
+        try:
+            self._tick()
+        except Exception as e:  # noqa: BLE001 - degrade visibly, never crash-loop
+            problem = f"{type(e).__name__}: {e}"[:300]
+            if problem != self._internal_problem:
+                self._internal_problem = problem
+                log.exception("sync: a round failed unexpectedly; retrying with backoff")
+            self.faults.set("internal", f"a sync round failed unexpectedly "
+                            f"({type(e).__name__}); retrying with backoff; see the log")
+            self._next_tick = time.monotonic() + self.internal_backoff.failed()
+            return
+        if self._internal_problem is not None:
+            self._internal_problem = None
+            self.internal_backoff.succeeded()
+            self.faults.clear("internal", "sync rounds work again")
 
     def keep_alive(self) -> None:
         """Ping systemd's watchdog when due; also called between requests of a long round,

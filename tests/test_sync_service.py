@@ -267,3 +267,79 @@ def test_once_exit_codes(sync_config, central):
     assert run(sync_config, once=True) == 0
     with Store(sync_config.storage.path) as s:
         assert counts(s) == {"pending": 0, "dead": 0}
+
+
+# --- malformed bodies ---------------------------------------------------------------------
+
+def test_deeply_nested_schedule_is_refused_not_a_crash(sync_config, central):
+    """100,000 ``[`` under a valid signature (a key holder's bug, or a USB stick): the
+    RecursionError of the JSON parse must be a refused schedule, like any bad body."""
+    from appliance.errors import ScheduleRejected
+    from appliance.schedule import verify_schedule
+
+    body = b"[" * 100_000
+    with pytest.raises(ScheduleRejected, match="nests deeper"):
+        verify_schedule(body, central.key.sign_header(body), sync_config)
+
+
+def test_deeply_nested_events_answer_is_retried_with_backoff(sync_config, central, caplog):
+    svc = SyncService(sync_config, use_stream=False, backoff_base_s=5.0, backoff_cap_s=60.0)
+    try:
+        ids = record_events(svc.store, 5)
+        central.admin("POST", "/_admin/faults", {"body": "deep", "endpoints": ["events"]})
+        with caplog.at_level(logging.INFO, logger="antrean.sync"):
+            svc._tick()
+            svc._tick()
+        assert svc.upload_backoff.failures == 1          # the second tick waited
+        assert svc._next_upload - time.monotonic() >= 2.5
+        assert counts(svc.store) == {"pending": 5, "dead": 0}
+        assert len([r for r in caplog.records
+                    if "readable result list" in r.getMessage()]) == 1
+        assert "internal" not in svc.faults.active
+        assert not any(r.exc_info for r in caplog.records)
+        central.admin("POST", "/_admin/faults", {"reset": True})
+        assert svc.upload_round() == ("done", None)
+        assert sorted(server_ids(central)) == sorted(ids)
+    finally:
+        svc.close()
+
+
+def test_deeply_nested_push_data_is_ignored(service, caplog):
+    from sync.sse import SseEvent
+
+    with caplog.at_level(logging.WARNING, logger="antrean.sync"):
+        service.on_push(SseEvent("9", "call", "[" * 100_000))
+    assert "not a JSON object" in caplog.text
+    assert service.store.get_kv("sync.stream_last_id") == "9"
+
+
+class FlakyDays(SyncService):
+    """A sync service whose day planning fails three times for a reason nobody foresaw."""
+
+    failures_left = 3
+
+    def wanted_days(self):
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return super().wanted_days()
+
+
+def test_an_unforeseen_round_failure_is_retried_with_backoff_and_logged_once(sync_config,
+                                                                             central, caplog):
+    import threading
+
+    svc = FlakyDays(sync_config, use_stream=False, backoff_base_s=0.05, backoff_cap_s=0.2)
+    thread = threading.Thread(target=svc.run_forever)
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        thread.start()
+        try:
+            wait_until(lambda: svc.failures_left == 0 and "internal" not in svc.faults.active
+                       and svc.internal_backoff.failures == 0, what="recovery")
+        finally:
+            svc.request_stop()
+            thread.join(10)
+            svc.close()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "failed unexpectedly" in tracebacks[0].getMessage()
+    assert "sync rounds work again" in caplog.text
