@@ -19,9 +19,8 @@ import ctypes
 import ctypes.util
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import requests
 import urllib3
@@ -29,6 +28,7 @@ import urllib3
 from appliance import __version__
 from appliance.errors import AntreanError
 from sync.deadline import Deadline, mount_deadlines
+from sync.server_time import parse_http_date
 
 MAX_SCHEDULE_BYTES = 32 * 1024 * 1024   # the contract's limit (appliance.schedule agrees)
 MAX_SMALL_BYTES = 1024 * 1024           # answers to events and heartbeats are tiny
@@ -50,11 +50,20 @@ class TokenUnavailable(AntreanError, PermissionError):
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete, size-checked HTTP response."""
+    """A complete, size-checked HTTP response.
+
+    ``date`` is its ``Date`` header as epoch seconds (None when missing or not a strict GMT
+    HTTP-date), ``sent_at``/``received_at`` the local clock around the exchange. The caller
+    decides whether the answer was genuine enough for its ``Date`` to count
+    (``sync.server_time``).
+    """
 
     status: int
     headers: requests.structures.CaseInsensitiveDict
     body: bytes
+    date: float | None = None
+    sent_at: float = 0.0
+    received_at: float = 0.0
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -82,20 +91,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    when = parse_http_date(value)
+    if when is None:
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-def parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def system_clock_synced() -> bool:
@@ -110,13 +109,9 @@ def system_clock_synced() -> bool:
 
 
 class CentralClient:
-    """Requests to the central server for one device (``config.server``).
+    """Requests to the central server for one device (``config.server``)."""
 
-    ``on_date(server_epoch, sent_at, received_at)`` is called with every response's
-    ``Date`` header so the caller can track the clock offset.
-    """
-
-    def __init__(self, config, *, on_date: Callable[[float, float, float], None] | None = None):
+    def __init__(self, config):
         s = config.server
         if not s.url:
             raise AntreanError(f"{config.path}: server.url is empty; set it to the central "
@@ -125,7 +120,6 @@ class CentralClient:
         self.device_id = s.device_id
         self.token_file = s.token_file
         self.timeout = (s.connect_timeout_s, s.read_timeout_s)
-        self.on_date = on_date
         self.session = requests.Session()
         self.session.verify = s.ca_file or True
         self.session.trust_env = False    # no proxy or netrc surprises on an appliance
@@ -158,11 +152,6 @@ class CentralClient:
         headers.update(extra or {})
         return headers
 
-    def _note_date(self, resp: requests.Response, sent_at: float) -> None:
-        server = parse_http_date(resp.headers.get("Date"))
-        if server is not None and self.on_date is not None:
-            self.on_date(server, sent_at, time.time())
-
     def request(self, method: str, path: str, *, cap: int, headers: dict | None = None,
                 **kwargs) -> Answer:
         """Send one request and read the whole body, at most ``cap`` bytes of it."""
@@ -182,9 +171,9 @@ class CentralClient:
                 requests.exceptions.ContentDecodingError) as e:
             raise ServerUnreachable(f"{method} {path}: {_reason(e)}") from None
         try:
-            self._note_date(resp, sent_at)
             body = _read_capped(resp, cap, f"{method} {path}")
-            return Answer(resp.status_code, resp.headers, body)
+            return Answer(resp.status_code, resp.headers, body,
+                          parse_http_date(resp.headers.get("Date")), sent_at, time.time())
         finally:
             resp.close()
 
@@ -220,7 +209,6 @@ class CentralClient:
         if last_event_id:   # the caller keeps only valid ids (sync.sse.valid_event_id)
             headers["Last-Event-ID"] = last_event_id
         path = f"/devices/{self.device_id}/stream"
-        sent_at = time.time()
         with Deadline(sum(self.timeout)) as guard:
             try:
                 resp = self.session.get(self.base + path, headers=self._headers(headers),
@@ -228,7 +216,6 @@ class CentralClient:
                                         allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as e:
                 raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
-        self._note_date(resp, sent_at)
         return resp, guard
 
 

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import requests
 
 from appliance import BUILD_DATE, __version__
-from appliance.clock import MAX_SKEW_S, Clock, boot_id, record_server_date
+from appliance.clock import MAX_SKEW_S, Clock, boot_id, boottime, record_server_date
 from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
@@ -44,6 +44,7 @@ from sync.client import (
     system_clock_synced,
 )
 from sync.fault_board import FaultBoard
+from sync.server_time import ServerTimeFilter
 from sync.sse import SseEvent, SseParser, valid_event_id
 
 log = logging.getLogger("antrean.sync")
@@ -197,7 +198,8 @@ class SyncService:
         self.config = config
         self.store = store if store is not None else Store(config.storage.path)
         self.clock = Clock(self.store, config, refresh_s=0.0)
-        self.client = CentralClient(config, on_date=self._on_date)
+        self.client = CentralClient(config)
+        self.time_filter = ServerTimeFilter(_BUILD_EPOCH)
         self.queue = Queue(self.store, config, self.clock)
         self.faults = FaultBoard(self.store)
         self.notify = SdNotify()
@@ -236,8 +238,14 @@ class SyncService:
             self._synced = (now, system_clock_synced())
         return self._synced[1]
 
-    def _on_date(self, server_epoch: float, sent_at: float, received_at: float) -> None:
-        """Track the offset to the server's Date (1 s resolution, so +0.5 s on average)."""
+    def _note_date(self, ans) -> None:
+        """Track the offset to the ``Date`` of an answer judged genuine (a 2xx or 304 of the
+        central server whose body was usable); 1 s resolution, so +0.5 s on average.
+        ``ServerTimeFilter`` refuses times before the build date and unconfirmed jumps."""
+        if ans.date is None or not self.time_filter.accept(ans.date, boottime(),
+                                                           self._clock_kv, boot_id()):
+            return
+        server_epoch, sent_at, received_at = ans.date, ans.sent_at, ans.received_at
         offset = server_epoch + 0.5 - (sent_at + received_at) / 2
         synced = self._clock_synced()
         prev = self._clock_kv
@@ -320,6 +328,7 @@ class SyncService:
         status = ans.status
         if status == 304:
             self._contact_ok()
+            self._note_date(ans)
             self.faults.clear(f"schedule {day}")
             return "unchanged", None
         if status == 200:
@@ -327,6 +336,7 @@ class SyncService:
             try:
                 sched = verify_schedule(ans.body, ans.header("X-Antrean-Signature"),
                                         self.config, expect_date=day)
+                self._note_date(ans)
                 stored = save_schedule(self.store, sched, source="pull",
                                        etag=ans.header("ETag"))
             except ScheduleRejected as e:
@@ -358,20 +368,38 @@ class SyncService:
         return "failed", None
 
     def pull_round(self, days: list[str] | None = None) -> bool:
-        """Pull each wanted day; True when none was refused or left to retry."""
+        """Pull each wanted day (or ``days``); True when none was refused or left to retry.
+
+        When an answer's ``Date`` corrects the clock so that the wanted days change (an
+        RTC-less boot: the first answer moves the lobby from 1970 to today), the corrected
+        days are pulled in the same round.
+        """
+        follow = days is None
         days = days or self.wanted_days()
-        ok, delay = True, self.poll_s
-        for day in days:
-            self.keep_alive()
-            outcome, retry_after = self.pull_day(day)
-            if outcome in ("stored", "unchanged", "closed"):
-                continue
-            ok = False
-            if outcome == "retry":
-                delay = self.pull_backoff.failed(retry_after)
+        ok, delay, done, stop = True, self.poll_s, set(), False
+        while not stop:
+            for day in days:
+                if day in done:
+                    continue
+                done.add(day)
+                self.keep_alive()
+                outcome, retry_after = self.pull_day(day)
+                if outcome in ("stored", "unchanged", "closed"):
+                    continue
+                ok = False
+                if outcome == "retry":
+                    delay = self.pull_backoff.failed(retry_after)
+                    stop = True
+                    break
+                if outcome == "unauthorized":
+                    stop = True
+                    break
+            now_wanted = self.wanted_days() if follow else days
+            if stop or set(now_wanted) <= done:
                 break
-            if outcome == "unauthorized":
-                break
+            log.info("the central server's time changed the office day to %s; pulling its "
+                     "schedule in the same round", now_wanted[0])
+            days = now_wanted
         if ok:
             self.pull_backoff.succeeded()
             if self.stream_up:
@@ -448,6 +476,7 @@ class SyncService:
         if not isinstance(results, list):
             return "POST events answered 200 without a readable result list"
         self._contact_ok()
+        self._note_date(ans)
         wanted = set(ids)
         sent, dead = [], {}
         for r in results:
@@ -494,6 +523,7 @@ class SyncService:
         }
 
     def heartbeat(self) -> bool:
+        self.keep_alive()
         try:
             ans = self.client.heartbeat(self.heartbeat_doc())
         except TokenUnavailable as e:
@@ -504,6 +534,7 @@ class SyncService:
             return False
         if ans.status in (200, 204):
             self._contact_ok()
+            self._note_date(ans)
             self.faults.clear("heartbeat")
             return True
         if ans.status == 401:
@@ -587,9 +618,18 @@ class SyncService:
 
     # loops -----------------------------------------------------------------------------
 
+    def learn_time(self) -> None:
+        """With no server time known this boot, send the heartbeat first: its 204 carries a
+        ``Date`` that counts, so the days to pull are chosen on a corrected clock (an
+        RTC-less Pi boots in 1970; a 404 for that day's schedule is no answer to learn from)."""
+        if self.clock.server_time() is None and time.monotonic() >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = time.monotonic() + self.config.server.heartbeat_seconds
+
     def run_once(self) -> int:
         """One pull round and one upload round; 0 only if both fully succeeded."""
         self.faults.report()
+        self.learn_time()
         pulled = self.pull_round()
         uploaded, _ = self.upload_round()
         left = counts(self.store)
@@ -691,11 +731,11 @@ class SyncService:
             self._next_watchdog = time.monotonic() + self._watchdog_s
 
     def _tick(self) -> None:
+        self.learn_time()
         now = time.monotonic()
-        wanted = self.wanted_days()
-        if wanted != self._wanted or now >= self._next_pull:
-            self._wanted = wanted
-            self.pull_round(wanted)
+        if self.wanted_days() != self._wanted or now >= self._next_pull:
+            self.pull_round()
+            self._wanted = self.wanted_days()
         if self._pull_now:
             days, self._pull_now = sorted(self._pull_now), set()
             self.pull_round(days)
