@@ -34,6 +34,9 @@ MAX_SCHEDULE_BYTES = 32 * 1024 * 1024   # the contract's limit (appliance.schedu
 MAX_SMALL_BYTES = 1024 * 1024           # answers to events and heartbeats are tiny
 STREAM_READ_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+# Answers that say "no such endpoint here" (or a proxy in the way), not "bad request": a
+# mistyped server.url path must not be read as "office closed" or dead-letter the outbox.
+WRONG_ENDPOINT_STATUSES = frozenset({404, 405, 410, 413})
 
 
 class ServerUnreachable(AntreanError, ConnectionError):
@@ -76,9 +79,25 @@ class Answer:
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None
 
+    def is_json(self) -> bool:
+        """A JSON body declared as such (the contract's bodies are JSON; an nginx or
+        framework "not found" page is HTML or text)."""
+        kind = (self.header("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/json" and not kind.endswith("+json"):
+            return False
+        try:
+            json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return True
+
     @property
     def retryable(self) -> bool:
         return self.status in RETRY_STATUSES
+
+    @property
+    def wrong_endpoint(self) -> bool:
+        return self.status in WRONG_ENDPOINT_STATUSES
 
     def retry_after(self) -> float | None:
         """``Retry-After`` in seconds (delta or HTTP date), or None."""

@@ -285,6 +285,16 @@ class SyncService:
         self.faults.set("server", f"central server unusable: {why}; the lobby works from "
                         "the cache and events wait in the outbox")
 
+    def _misrouted(self, what: str, status: int, meanwhile: str) -> None:
+        """A 404/405/410/413 where the contract has an endpoint: ``server.url`` (or a proxy)
+        is wrong. Nothing is the data's fault: keep it all, alert, retry at the poll
+        interval."""
+        self._went_offline()
+        self.faults.set(f"endpoint {what}", f"the central server answered HTTP {status} to "
+                        f"{what}: technician, server.url ({self.config.server.url}) in "
+                        f"{self.config.path} may point to the wrong place, or a proxy refuses "
+                        f"the request; {meanwhile}", logging.ERROR)
+
     def _unauthorized(self, why: str | None = None) -> None:
         """A refused (401) or unreadable token: keep everything, alert, retry at the normal
         interval so a replaced token file is picked up."""
@@ -326,6 +336,8 @@ class SyncService:
                             "keeping the cached copy")
             return "refused", None
         status = ans.status
+        if status in (200, 304) or (status == 404 and ans.is_json()):
+            self.faults.clear("endpoint GET schedule", "the schedule endpoint answers again")
         if status == 304:
             self._contact_ok()
             self._note_date(ans)
@@ -349,7 +361,7 @@ class SyncService:
                 log.info("schedule for %s version %d stored (%d appointments)", day,
                          sched.version, len(sched.appointments))
             return "stored", None
-        if status == 404:
+        if status == 404 and ans.is_json():   # the contract's answer: no schedule that day
             self._contact_ok()
             self.faults.clear(f"schedule {day}")
             if day not in self._closed_days:
@@ -359,6 +371,9 @@ class SyncService:
         if status == 401:
             self._unauthorized()
             return "unauthorized", None
+        if ans.wrong_endpoint:    # incl. a 404 that is an HTML or text page, not the contract's
+            self._misrouted("GET schedule", status, "keeping the cached schedules")
+            return "failed", None
         if ans.retryable:
             self._unreachable(f"GET schedule {day} answered HTTP {status}")
             return "retry", ans.retry_after()
@@ -429,7 +444,8 @@ class SyncService:
 
     def upload_round(self, max_batches: int | None = None) -> tuple[str, float | None]:
         """Send pending events oldest first; returns (outcome, retry_after) where outcome is
-        done (nothing pending), more (stopped at max_batches), retry or unauthorized."""
+        done (nothing pending), more (stopped at max_batches), retry, unauthorized or
+        misrouted (the endpoint is not there: 404/405/410/413; nothing dead-lettered)."""
         batches = 0
         while True:
             self.keep_alive()
@@ -459,6 +475,10 @@ class SyncService:
                     self._unreachable(left)
                     return "retry", None
                 continue
+            if ans.wrong_endpoint:
+                self._misrouted("POST events", ans.status, "every event stays pending (none "
+                                "is dead-lettered) and is sent once that is fixed")
+                return "misrouted", None
             if ans.retryable or not 400 <= ans.status < 500:
                 self._unreachable(f"POST events answered HTTP {ans.status}")
                 return "retry", ans.retry_after()
@@ -477,6 +497,7 @@ class SyncService:
             return "POST events answered 200 without a readable result list"
         self._contact_ok()
         self._note_date(ans)
+        self.faults.clear("endpoint POST events", "the events endpoint answers again")
         wanted = set(ids)
         sent, dead = [], {}
         for r in results:
@@ -536,9 +557,13 @@ class SyncService:
             self._contact_ok()
             self._note_date(ans)
             self.faults.clear("heartbeat")
+            self.faults.clear("endpoint POST heartbeat", "the heartbeat endpoint answers again")
             return True
         if ans.status == 401:
             self._unauthorized()
+        elif ans.wrong_endpoint:
+            self._misrouted("POST heartbeat", ans.status, "the server does not hear from "
+                            "this appliance")
         elif ans.retryable:
             self._unreachable(f"POST heartbeat answered HTTP {ans.status}")
         else:
@@ -743,7 +768,7 @@ class SyncService:
             outcome, retry_after = self.upload_round(max_batches=10)
             if outcome == "retry":
                 self._next_upload = now + self.upload_backoff.failed(retry_after)
-            elif outcome == "unauthorized":
+            elif outcome in ("unauthorized", "misrouted"):
                 self._next_upload = now + self.poll_s
         if now >= self._next_heartbeat:
             self.heartbeat()

@@ -343,3 +343,73 @@ def test_an_unforeseen_round_failure_is_retried_with_backoff_and_logged_once(syn
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "failed unexpectedly" in tracebacks[0].getMessage()
     assert "sync rounds work again" in caplog.text
+
+
+# --- the wrong endpoint -------------------------------------------------------------------
+
+def health(svc: SyncService) -> tuple[str, str]:
+    return svc.store.db.execute(
+        "SELECT state, detail FROM service_health WHERE service = 'sync'").fetchone()
+
+
+@pytest.mark.parametrize("status", [404, 405, 410, 413])
+def test_a_wrong_endpoint_answer_keeps_every_event_and_alerts(service, central, status,
+                                                             caplog):
+    """These say "no such endpoint here", not "bad events": nothing is dead-lettered."""
+    ids = record_events(service.store, 120)
+    central.admin("POST", "/_admin/faults", {"status": status, "endpoints": ["events"]})
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        assert service.upload_round() == ("misrouted", None)
+        assert service.upload_round() == ("misrouted", None)
+    assert counts(service.store) == {"pending": 120, "dead": 0}
+    state, detail = health(service)
+    assert state == "degraded" and f"HTTP {status} to POST events" in detail
+    assert "server.url" in detail and str(service.config.path) in detail
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR
+                and "POST events" in r.getMessage()]) == 1
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.upload_round() == ("done", None)
+    assert sorted(server_ids(central)) == sorted(ids)
+    assert "endpoint POST events" not in service.faults.active
+
+
+def test_a_mistyped_server_url_path_is_not_an_office_closed_and_loses_nothing(
+        tmp_path, central):
+    """server.url with a wrong path: every endpoint answers the web server's own 404 page
+    (text, not the contract's JSON). The schedule must not read as "office closed", no event
+    may be dead-lettered, ``sync --once`` must fail, and a fixed URL sends everything."""
+    from test_sync_harness import write_sync_config
+
+    from appliance.config import load_config
+
+    good = write_sync_config(tmp_path, central)
+    text = good.read_text()
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(text.replace(f'url = "{central.url}"', f'url = "{central.url}/api/v9"'))
+    with Store(load_config(good).storage.path) as s:
+        ids = record_events(s, 30)
+    assert run(load_config(wrong), once=True) == 1
+    with Store(load_config(good).storage.path) as s:
+        assert counts(s) == {"pending": 30, "dead": 0}
+        state, detail = s.db.execute("SELECT state, detail FROM service_health "
+                                     "WHERE service = 'sync'").fetchone()
+    assert state == "degraded"
+    assert "HTTP 404 to GET schedule" in detail and "HTTP 404 to POST events" in detail
+    assert run(load_config(good), once=True) == 0
+    assert sorted(server_ids(central)) == sorted(ids)
+
+
+def test_the_contracts_404_for_a_schedule_still_means_closed(service, central):
+    """The reference server's 404 is JSON, as every contract body: a closed day, no alert."""
+    central.admin("POST", "/_admin/schedule", {"date": today(service), "closed": True})
+    assert service.pull_round() is True
+    assert not [f for f in service.faults.active if f.startswith("endpoint")]
+
+
+def test_a_heartbeat_to_a_wrong_endpoint_alerts(service, central):
+    central.admin("POST", "/_admin/faults", {"status": 404, "endpoints": ["heartbeat"]})
+    assert service.heartbeat() is False
+    assert "HTTP 404 to POST heartbeat" in service.faults.active["endpoint POST heartbeat"]
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.heartbeat() is True
+    assert "endpoint POST heartbeat" not in service.faults.active
