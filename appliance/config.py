@@ -139,7 +139,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "max_schedule_age_hours": _Key(int, 24, lo=1, hi=24 * 30),
         "heartbeat_seconds": _Key(int, 60, lo=5, hi=3600),
         "connect_timeout_s": _Key(float, 5.0, lo=0.5, hi=60.0),
-        "read_timeout_s": _Key(float, 20.0, lo=1.0, hi=300.0),
+        # 5 + 8 s fits the sync unit's WatchdogSec=30 (sync.client.request_deadline).
+        "read_timeout_s": _Key(float, 8.0, lo=1.0, hi=300.0),
         "ca_file": _Key(str, ""),
     },
     "scanner": {

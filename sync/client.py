@@ -127,10 +127,36 @@ def system_clock_synced() -> bool:
     return state not in (-1, 5)                  # 5 is TIME_ERROR: not synchronised
 
 
+WATCHDOG_SHARE = 0.45   # of WatchdogSec, for one request: pings come every half period
+
+
+def request_deadline(config, watchdog_s: float | None) -> tuple[float, str | None]:
+    """The overall deadline of each request, and why the config does not fit, if it does not.
+
+    A request may last ``server.connect_timeout_s + server.read_timeout_s``. Under systemd's
+    watchdog (``WatchdogSec``, ``watchdog_s`` here) the sync loop pings every half period
+    and between requests, so one request must end well within the other half; when the two
+    timeouts do not fit, requests are cut off at that limit and the caller shows the
+    contradiction (a degraded state, not a restart loop).
+    """
+    s = config.server
+    wanted = s.connect_timeout_s + s.read_timeout_s
+    if not watchdog_s:
+        return wanted, None
+    limit = round(WATCHDOG_SHARE * watchdog_s, 2)
+    if wanted <= limit:
+        return wanted, None
+    return limit, (f"server.connect_timeout_s + server.read_timeout_s ({s.connect_timeout_s:g}"
+                   f" + {s.read_timeout_s:g} s) in {config.path} do not fit the watchdog "
+                   f"(WatchdogSec={watchdog_s:g} s allows {limit:g} s per request); requests "
+                   f"are cut off after {limit:g} s. Lower server.read_timeout_s to at most "
+                   f"{max(1.0, limit - s.connect_timeout_s):g}, or raise WatchdogSec")
+
+
 class CentralClient:
     """Requests to the central server for one device (``config.server``)."""
 
-    def __init__(self, config):
+    def __init__(self, config, *, deadline_s: float | None = None):
         s = config.server
         if not s.url:
             raise AntreanError(f"{config.path}: server.url is empty; set it to the central "
@@ -139,6 +165,8 @@ class CentralClient:
         self.device_id = s.device_id
         self.token_file = s.token_file
         self.timeout = (s.connect_timeout_s, s.read_timeout_s)
+        # No request, from connect to its last byte, lasts longer (see request_deadline).
+        self.deadline_s = deadline_s or sum(self.timeout)
         self.session = requests.Session()
         self.session.verify = s.ca_file or True
         self.session.trust_env = False    # no proxy or netrc surprises on an appliance
@@ -174,12 +202,26 @@ class CentralClient:
     def request(self, method: str, path: str, *, cap: int, headers: dict | None = None,
                 **kwargs) -> Answer:
         """Send one request and read the whole body, at most ``cap`` bytes of it."""
-        url = self.base + path
         hdrs = self._headers(headers)
+        with Deadline(self.deadline_s) as guard:
+            try:
+                answer = self._exchange(method, path, hdrs, cap, kwargs)
+            except Exception:
+                if not guard.expired:
+                    raise
+                answer = None
+            if guard.expired:   # also when the cut looked like a normal end (EOF in headers)
+                raise ServerUnreachable(
+                    f"{method} {path}: no complete answer within {self.deadline_s:g} s (the "
+                    "server or a proxy is too slow; cut off)") from None
+        return answer
+
+    def _exchange(self, method: str, path: str, hdrs: dict, cap: int, kwargs) -> Answer:
         sent_at = time.time()
         try:
-            resp = self.session.request(method, url, headers=hdrs, timeout=self.timeout,
-                                        stream=True, allow_redirects=False, **kwargs)
+            resp = self.session.request(method, self.base + path, headers=hdrs,
+                                        timeout=self.timeout, stream=True,
+                                        allow_redirects=False, **kwargs)
         except requests.Timeout:
             raise ServerUnreachable(f"{method} {path}: no answer within "
                                     f"{self.timeout[0]:g}/{self.timeout[1]:g} s") from None
@@ -219,7 +261,7 @@ class CentralClient:
                     ) -> tuple[requests.Response, Deadline]:
         """Open the push stream; the caller reads it with ``stream_chunks`` and closes it.
 
-        The answer's headers must arrive within connect plus read timeout; after that a
+        The answer's headers must arrive within the request deadline; after that a
         read that sees nothing for ``silence_s`` raises, which is how a silent stream is
         noticed (the server sends a comment every 15 s). The returned :class:`Deadline`'s
         ``shutdown()`` unblocks a read from another thread.
@@ -228,13 +270,20 @@ class CentralClient:
         if last_event_id:   # the caller keeps only valid ids (sync.sse.valid_event_id)
             headers["Last-Event-ID"] = last_event_id
         path = f"/devices/{self.device_id}/stream"
-        with Deadline(sum(self.timeout)) as guard:
+        with Deadline(self.deadline_s) as guard:
             try:
                 resp = self.session.get(self.base + path, headers=self._headers(headers),
                                         timeout=(self.timeout[0], silence_s), stream=True,
                                         allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as e:
-                raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
+                if not guard.expired:
+                    raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
+                resp = None
+            if guard.expired:
+                if resp is not None:
+                    resp.close()
+                raise ServerUnreachable(f"GET {path}: no stream headers within "
+                                        f"{self.deadline_s:g} s; cut off") from None
         return resp, guard
 
 

@@ -40,6 +40,7 @@ from sync.client import (
     CentralClient,
     ServerUnreachable,
     TokenUnavailable,
+    request_deadline,
     stream_chunks,
     system_clock_synced,
 )
@@ -198,11 +199,15 @@ class SyncService:
         self.config = config
         self.store = store if store is not None else Store(config.storage.path)
         self.clock = Clock(self.store, config, refresh_s=0.0)
-        self.client = CentralClient(config)
+        self.notify = SdNotify()
+        self.faults = FaultBoard(self.store)
+        half = self.notify.watchdog_interval()
+        deadline, misfit = request_deadline(config, 2 * half if half else None)
+        if misfit:   # degraded, visibly, instead of being killed by the watchdog in a loop
+            self.faults.set("config", misfit, logging.ERROR)
+        self.client = CentralClient(config, deadline_s=deadline)
         self.time_filter = ServerTimeFilter(_BUILD_EPOCH)
         self.queue = Queue(self.store, config, self.clock)
-        self.faults = FaultBoard(self.store)
-        self.notify = SdNotify()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.use_stream = use_stream
