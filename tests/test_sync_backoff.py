@@ -20,3 +20,35 @@ def test_ten_thousand_consecutive_failures_stay_capped():
 def test_growth_until_the_cap():
     b = Backoff(base_s=1.0, cap_s=60.0, rng=lambda lo, hi: hi)
     assert [b.failed() for _ in range(8)] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
+
+def test_the_stream_survives_a_long_weekend_of_failures(sync_config, central):
+    """The stream thread after 10,000 failed connects (the router off for days) keeps trying
+    and connects when the server is back; the old uncapped exponent killed it here."""
+    import queue
+    import threading
+
+    from test_sync_harness import wait_until
+
+    from sync.service import PushStream
+
+    central.admin("POST", "/_admin/faults", {"down": True, "endpoints": ["stream"]})
+    backoff = Backoff(base_s=0.001, cap_s=0.05)
+    backoff.failures = 10_000
+    stop = threading.Event()
+    stream = PushStream(sync_config, queue.SimpleQueue(), None, stop, silence_s=5,
+                        backoff=backoff)
+    stream.start()
+    try:
+        wait_until(lambda: backoff.failures >= 10_003, what="retries past 10,000 failures")
+        assert stream.is_alive()
+        central.admin("POST", "/_admin/faults", {"reset": True})
+        wait_until(lambda: central.admin("GET", "/_admin/state")["streams"] >= 1,
+                   what="the stream once the server is back")
+    finally:
+        stop.set()
+        stream.interrupt()
+        stream.join(5)
+
+
+pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
