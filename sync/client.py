@@ -1,6 +1,7 @@
 """The HTTP client for the central server: one pooled session, hard limits, no surprises.
 
-Every request has explicit (connect, read) timeouts, verifies TLS, carries the bearer token
+Every request has explicit (connect, read) timeouts and an overall deadline (a server that
+drips a byte a second is cut off: ``sync.deadline``), verifies TLS, carries the bearer token
 read fresh from ``server.token_file`` (so a technician can replace the file without a
 restart; the token never reaches a log line) and reads its body under a byte cap, so a
 server that streams a gigabyte costs 32 MiB of memory at most and then the connection.

@@ -83,8 +83,10 @@ class Deadline:
 
 
 def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for a TLS socket: ssl.SSLSocket.shutdown would drop
+    # its SSL object under the thread that is reading through it.
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass   # already closed: nothing to unblock
 

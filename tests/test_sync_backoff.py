@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sync.backoff import Backoff
 
+pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
+
 
 def test_ten_thousand_consecutive_failures_stay_capped():
     """A long weekend with the router off: no OverflowError, every delay within the cap."""
@@ -49,6 +51,3 @@ def test_the_stream_survives_a_long_weekend_of_failures(sync_config, central):
         stop.set()
         stream.interrupt()
         stream.join(5)
-
-
-pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
