@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     kg.add_argument("--keyid", help="key id (default: k<year><random letters>)")
     kg.add_argument("--json", action="store_true")
 
+    ob = sub.add_parser("outbox", help="act on the events waiting for the central server")
+    obsub = ob.add_subparsers(dest="outbox_command", metavar="ACTION", parser_class=_Parser)
+    obsub.required = True
+    rq = obsub.add_parser("requeue", help="send dead events again (after fixing the cause)")
+    rq.add_argument("ids", nargs="*", metavar="ID", help="event ids (see `antrean status`)")
+    rq.add_argument("--all", action="store_true", help="every dead event")
+    rq.add_argument("--json", action="store_true")
+
     st = sub.add_parser("status", help="the appliance at a glance")
     st.add_argument("--json", action="store_true")
 
@@ -240,6 +248,17 @@ def cmd_keygen(args) -> int:
     return 0
 
 
+def cmd_outbox(args, config) -> int:
+    from appliance.outbox import requeue_dead
+
+    with _open(config) as store:
+        ids = requeue_dead(store, None if args.all else args.ids)
+    human = (f"requeued {len(ids)} dead event{'s' if len(ids) != 1 else ''}; the sync "
+             "service sends them with its next upload" if ids else "no dead events")
+    _print(args, {"requeued": len(ids), "ids": ids}, human)
+    return 0
+
+
 def cmd_status(args, config) -> int:
     from appliance.status import collect_status, format_status
 
@@ -304,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         args.devserver_args = raw[raw.index("devserver") + 1:]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "outbox" and args.all == bool(args.ids):
+        parser.error("outbox requeue takes either --all or event ids (`antrean status` "
+                     "lists dead events)")
     logging.basicConfig(level=os.environ.get("ANTREAN_LOG_LEVEL", "INFO").upper(),
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -338,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args, cfg)
         if args.command == "print":
             return cmd_print(args, cfg)
+        if args.command == "outbox":
+            return cmd_outbox(args, cfg)
         return _run_service(args, cfg)
     except ConfigError as e:
         print(f"antrean: error: {e}", file=sys.stderr)

@@ -20,12 +20,14 @@ Example (``load_config(path)`` reads the file and does the same)::
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.backends import NO_SCANNER, SCANNER_KINDS
@@ -70,9 +72,26 @@ def _check_regex(regex: re.Pattern, example: str):
     return check
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or the name ``localhost``: traffic that never leaves this machine."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_url(value: str) -> str | None:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value, re.IGNORECASE):
         return f"{value!r} is not an http(s) URL"
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "https" and not is_loopback_host(parts.hostname):
+        return (f"{value!r} is plain http to another machine: the device token and the "
+                "unsigned pushes (calls, announcements) would cross the network in clear; "
+                "use https:// (plain http only for 127.0.0.1, ::1 or localhost)")
     return None
 
 
@@ -135,7 +154,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "max_schedule_age_hours": _Key(int, 24, lo=1, hi=24 * 30),
         "heartbeat_seconds": _Key(int, 60, lo=5, hi=3600),
         "connect_timeout_s": _Key(float, 5.0, lo=0.5, hi=60.0),
-        "read_timeout_s": _Key(float, 20.0, lo=1.0, hi=300.0),
+        # 5 + 8 s fits the sync unit's WatchdogSec=30 (sync.client.request_deadline).
+        "read_timeout_s": _Key(float, 8.0, lo=1.0, hi=300.0),
         "ca_file": _Key(str, ""),
     },
     "scanner": {

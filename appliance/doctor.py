@@ -181,37 +181,46 @@ def _display_check() -> list[Check]:
 
 
 def _server_check(config) -> Check:
+    """Ask the central server what sync would ask, the way sync asks it.
+
+    The sync service's own client (sync.client, imported here like a service entry point
+    imports it): the same token reading and checks, the same timeouts and overall deadline,
+    no proxy from the environment, the same TLS settings. So "reachable" here means sync can
+    reach it, and a fault reads the same as in ``antrean status``.
+    """
     if not config.server.url:
         return Check("server", "warn", "server.url is empty: no sync",
                      "set server.url to the central server's API base URL")
-    import requests
-
-    from appliance import __version__
     from appliance.clock import Clock
+    from sync.client import BodyTooLarge, CentralClient, ServerUnreachable, TokenUnavailable
 
-    try:
-        with open(config.server.token_file) as f:
-            token = f.read().strip()
-    except OSError:
-        return Check("server", "fail", "cannot test the server without the token file",
-                     "fix the token check first")
     day = Clock(None, config).office_day()
-    url = f"{config.server.url}/offices/{config.office.id}/schedule"
+    client = CentralClient(config)
     try:
-        r = requests.get(url, params={"date": day}, timeout=(5, 15),
-                         verify=config.server.ca_file or True,
-                         headers={"Authorization": f"Bearer {token}",
-                                  "User-Agent": f"antrean/{__version__} "
-                                                f"({config.server.device_id}) doctor"})
-    except requests.RequestException as e:
-        return Check("server", "fail", f"cannot reach {config.server.url}: "
-                     f"{type(e).__name__}", "check the network cable, DNS and the URL")
-    if r.status_code == 401:
+        ans = client.get_schedule(config.office.id, day, etag=None)
+    except TokenUnavailable as e:
+        return Check("server", "fail", str(e), "fix the token check first")
+    except ServerUnreachable as e:
+        return Check("server", "fail", f"cannot reach {config.server.url}: {e}",
+                     "check the network cable, DNS, the firewall and server.url; the sync "
+                     "service meets the same (it uses no proxy)")
+    except BodyTooLarge as e:
+        return Check("server", "warn", str(e), "ask the central server's operators")
+    finally:
+        client.close()
+    status = ans.status
+    if status == 401:
         return Check("server", "fail", "the server refused the device token (401)",
                      "ask the central server's operators for a new token")
-    if r.status_code in (200, 304, 404):
-        return Check("server", "ok", f"reachable, token accepted (HTTP {r.status_code})")
-    return Check("server", "warn", f"the server answered HTTP {r.status_code}",
+    if status in (200, 304) or (status == 404 and ans.is_json()):
+        return Check("server", "ok", f"reachable, token accepted (HTTP {status})")
+    if ans.wrong_endpoint:
+        return Check("server", "fail", f"{config.server.url} answered HTTP {status} for the "
+                     "schedule, not the contract's answer: server.url points to the wrong "
+                     "place or a proxy is in the way",
+                     f"check server.url in {config.path} (it ends in the API's base path, "
+                     "e.g. /api/v1)")
+    return Check("server", "warn", f"the server answered HTTP {status}",
                  "try again later; see `antrean status` for sync errors")
 
 

@@ -33,5 +33,9 @@ class QueueError(AntreanError, ValueError):
     """A queue operation does not apply (unknown counter, nothing called yet, ...)."""
 
 
+class OutboxError(AntreanError, LookupError):
+    """An outbox operation names events that are not in the state it needs."""
+
+
 class StoreClosed(StoreError):
     """The store was used after ``close()``."""

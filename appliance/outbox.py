@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from appliance.errors import OutboxError
+
 # Crockford's base32, as in ULIDs: ids sort by creation time and stay readable in logs.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SENT_RETENTION_S = 30 * 86400
@@ -70,6 +72,38 @@ def mark_dead(store, reasons: dict[str, str]) -> None:
     with store.write() as db:
         db.executemany("UPDATE outbox SET state = 'dead', done_at = ?, reason = ? WHERE id = ?",
                        [(now, reason, i) for i, reason in reasons.items()])
+
+
+def requeue_dead(store, ids: list[str] | None = None) -> list[str]:
+    """Make dead events pending again, after a technician fixed what refused them.
+
+    ``ids`` None means every dead event. All or nothing: an id that is not a dead event
+    raises ``OutboxError`` naming it and changes nothing. The server de-duplicates on the
+    event id, so an event it did store before is answered ``duplicate``, never counted twice.
+    Returns the ids requeued.
+    """
+    with store.write() as db:
+        if ids is None:
+            chosen = [r[0] for r in db.execute(
+                "SELECT id FROM outbox WHERE state = 'dead' ORDER BY seq")]
+        else:
+            wanted = list(dict.fromkeys(ids))
+            dead = set()
+            for start in range(0, len(wanted), 500):   # SQLite's bound-parameter limit
+                part = wanted[start:start + 500]
+                dead.update(r[0] for r in db.execute(
+                    "SELECT id FROM outbox WHERE state = 'dead' AND id IN "
+                    f"({','.join('?' * len(part))})", part))
+            missing = [i for i in wanted if i not in dead]
+            if missing:
+                raise OutboxError(f"no dead event with id {missing[0]!r}"
+                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                     else "")
+                                  + "; `antrean status` lists dead events; nothing was requeued")
+            chosen = wanted
+        db.executemany("UPDATE outbox SET state = 'pending', done_at = NULL, reason = NULL "
+                       "WHERE id = ?", [(i,) for i in chosen])
+    return chosen
 
 
 def note_attempt(store, ids) -> None:

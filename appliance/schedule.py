@@ -136,6 +136,9 @@ def verify_schedule(body: bytes, signature_header: str | None, config, *,
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ScheduleRejected(f"the schedule is not UTF-8 JSON ({e})") from None
+    except RecursionError:   # "[[[[..." parses until the stack runs out
+        raise ScheduleRejected("the schedule's JSON nests deeper than any schedule "
+                               "can") from None
     _require(isinstance(doc, dict), "the schedule is not a JSON object")
     _require(doc.get("format") == FORMAT,
              f"unknown format {doc.get('format')!r} (this software reads {FORMAT!r})")

@@ -2,8 +2,9 @@
 
 Prints medians and p99 for: pull + verify + commit of a 20,000-appointment schedule (target
 under 1 s on a 2-core box), an unchanged pull (one 304 round trip, no database write), the
-upload of 10,000 queued events (events per second), and the latency of a pushed call until
-it is in the store.
+upload of 10,000 queued events (events per second), the latency of a pushed call until
+it is in the store, and the push stream's framing of 256 KiB of comment lines (and of 1 MiB:
+the ratio shows the framing is linear, 4x the bytes for about 4x the time).
 
     .venv/bin/python bench/sync.py [--runs 7] [--appointments 20000] [--events 10000]
 """
@@ -28,6 +29,7 @@ from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
 from devtools.devserver import DevServer  # noqa: E402
 from sync.service import SyncService  # noqa: E402
+from sync.sse import SseParser  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -122,6 +124,29 @@ def bench_push(server: DevServer, config, runs: int) -> None:
         look.close()
 
 
+def bench_sse_framing(runs: int) -> None:
+    """Comment lines (``:`` and a newline, the worst case) fed in 64 KiB reads."""
+    medians = {}
+    for size in (256 * 1024, 1024 * 1024):
+        data = b":\n" * (size // 2)
+        reads = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+        took = []
+        for _i in range(runs):
+            parser = SseParser()
+            t = time.perf_counter()
+            lines = sum(len(parser.feed(chunk)) for chunk in reads)
+            took.append(time.perf_counter() - t)
+            assert lines == size // 2
+        medians[size] = statistics.median(took)
+        report(f"frame {size // 1024} KiB of comment lines", took)
+    result("push stream: frame 256 KiB of comment lines", medians[256 * 1024] * 1000, "ms",
+           target=100)
+    ratio = medians[1024 * 1024] / medians[256 * 1024]
+    print(f"{'':<44} ratio 1 MiB/256 KiB: {ratio:.1f}x (linear: 4x)")
+    result("push stream framing: time for 1 MiB / time for 256 KiB", ratio, "x", target=6,
+           note="linear framing gives about 4x; the old parser gave about 16x")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7)
@@ -134,3 +159,4 @@ if __name__ == "__main__":
         bench_pull(central, cfg, args.runs)
         bench_upload(cfg, args.events)
         bench_push(central, cfg, 20)
+    bench_sse_framing(args.runs)

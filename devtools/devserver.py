@@ -76,13 +76,13 @@ EVENT_TYPES = {
 }
 HEARTBEAT_FIELDS = ("version", "uptime_s", "schedule", "outbox", "scanner", "display", "clock")
 ENDPOINTS = ("schedule", "events", "stream", "heartbeat")
-BODY_FAULTS = (None, "truncated", "garbage", "html", "huge")
+BODY_FAULTS = (None, "truncated", "garbage", "html", "huge", "deep")
 DEFAULT_FAULTS: dict[str, Any] = {
     "down": False,          # close the connection without an answer
     "slow": 0.0,            # seconds to wait before answering
     "status": None,         # answer this status (e.g. 500, 429, 503, 408, 400) instead
     "retry_after": None,    # seconds, sent as Retry-After with ``status``
-    "body": None,           # truncated | garbage | html | huge (1 GiB, streamed lazily)
+    "body": None,           # truncated | garbage | html | huge (1 GiB, streamed lazily) | deep
     "signature": None,      # wrong | missing (schedule only)
     "office": None,         # serve the schedule of this other office id instead
     "revoked": False,       # every token is refused with 401
@@ -364,6 +364,8 @@ async def _send(request: web.Request, status: int, body: bytes, headers: dict,
         body, status, content_type = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway"
                                       b"</title></head><body>nginx</body></html>", 200,
                                       "text/html")
+    elif fault == "deep":   # valid JSON so far, nested past any parser's recursion limit
+        body, status = b"[" * 100_000, 200
     elif fault == "huge":
         return await _send_huge(request, headers)
     resp = web.StreamResponse(status=status, headers=headers)

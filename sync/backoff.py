@@ -18,6 +18,9 @@ import random
 from collections.abc import Callable
 
 MAX_RETRY_AFTER_S = 3600.0
+# 2 ** 62 seconds is far past any cap; beyond it ``base * 2 ** n`` would overflow a float
+# (after about 1,025 failures: a long weekend with the router off).
+MAX_EXPONENT = 62
 
 
 class Backoff:
@@ -33,7 +36,8 @@ class Backoff:
     def failed(self, retry_after: float | None = None) -> float:
         """Count a failure; returns the delay before the next try, in seconds."""
         self.failures += 1
-        ceiling = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        exponent = min(self.failures - 1, MAX_EXPONENT)
+        ceiling = min(self.cap_s, self.base_s * 2.0 ** exponent)
         delay = self._rng(ceiling / 2, ceiling)
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))

@@ -1,6 +1,7 @@
 """The HTTP client for the central server: one pooled session, hard limits, no surprises.
 
-Every request has explicit (connect, read) timeouts, verifies TLS, carries the bearer token
+Every request has explicit (connect, read) timeouts and an overall deadline (a server that
+drips a byte a second is cut off: ``sync.deadline``), verifies TLS, carries the bearer token
 read fresh from ``server.token_file`` (so a technician can replace the file without a
 restart; the token never reaches a log line) and reads its body under a byte cap, so a
 server that streams a gigabyte costs 32 MiB of memory at most and then the connection.
@@ -15,19 +16,24 @@ import ctypes
 import ctypes.util
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import requests
+import urllib3
 
 from appliance import __version__
 from appliance.errors import AntreanError
+from sync.deadline import Deadline, mount_deadlines
+from sync.server_time import parse_http_date
 
 MAX_SCHEDULE_BYTES = 32 * 1024 * 1024   # the contract's limit (appliance.schedule agrees)
 MAX_SMALL_BYTES = 1024 * 1024           # answers to events and heartbeats are tiny
-MAX_SSE_LINE = 1024 * 1024
+STREAM_READ_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
+# Answers that say "no such endpoint here" (or a proxy in the way), not "bad request": a
+# mistyped server.url path must not be read as "office closed" or dead-letter the outbox.
+WRONG_ENDPOINT_STATUSES = frozenset({404, 405, 410, 413})
 
 
 class ServerUnreachable(AntreanError, ConnectionError):
@@ -44,25 +50,51 @@ class TokenUnavailable(AntreanError, PermissionError):
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete, size-checked HTTP response."""
+    """A complete, size-checked HTTP response.
+
+    ``date`` is its ``Date`` header as epoch seconds (None when missing or not a strict GMT
+    HTTP-date), ``sent_at``/``received_at`` the local clock around the exchange. The caller
+    decides whether the answer was genuine enough for its ``Date`` to count
+    (``sync.server_time``).
+    """
 
     status: int
     headers: requests.structures.CaseInsensitiveDict
     body: bytes
+    date: float | None = None
+    sent_at: float = 0.0
+    received_at: float = 0.0
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
     def json(self):
-        """The body as JSON, or None when it is not JSON (HTML error pages, garbage)."""
+        """The body as JSON, or None when it is not JSON (HTML error pages, garbage, or
+        nesting deeper than the parser's recursion limit: 100,000 ``[``)."""
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return None
+
+    def is_json(self) -> bool:
+        """A JSON body declared as such (the contract's bodies are JSON; an nginx or
+        framework "not found" page is HTML or text)."""
+        kind = (self.header("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/json" and not kind.endswith("+json"):
+            return False
+        try:
+            json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return False
+        return True
 
     @property
     def retryable(self) -> bool:
         return self.status in RETRY_STATUSES
+
+    @property
+    def wrong_endpoint(self) -> bool:
+        return self.status in WRONG_ENDPOINT_STATUSES
 
     def retry_after(self) -> float | None:
         """``Retry-After`` in seconds (delta or HTTP date), or None."""
@@ -75,20 +107,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    when = parse_http_date(value)
+    if when is None:
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-def parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def system_clock_synced() -> bool:
@@ -102,14 +124,36 @@ def system_clock_synced() -> bool:
     return state not in (-1, 5)                  # 5 is TIME_ERROR: not synchronised
 
 
-class CentralClient:
-    """Requests to the central server for one device (``config.server``).
+WATCHDOG_SHARE = 0.45   # of WatchdogSec, for one request: pings come every half period
 
-    ``on_date(server_epoch, sent_at, received_at)`` is called with every response's
-    ``Date`` header so the caller can track the clock offset.
+
+def request_deadline(config, watchdog_s: float | None) -> tuple[float, str | None]:
+    """The overall deadline of each request, and why the config does not fit, if it does not.
+
+    A request may last ``server.connect_timeout_s + server.read_timeout_s``. Under systemd's
+    watchdog (``WatchdogSec``, ``watchdog_s`` here) the sync loop pings every half period
+    and between requests, so one request must end well within the other half; when the two
+    timeouts do not fit, requests are cut off at that limit and the caller shows the
+    contradiction (a degraded state, not a restart loop).
     """
+    s = config.server
+    wanted = s.connect_timeout_s + s.read_timeout_s
+    if not watchdog_s:
+        return wanted, None
+    limit = round(WATCHDOG_SHARE * watchdog_s, 2)
+    if wanted <= limit:
+        return wanted, None
+    return limit, (f"server.connect_timeout_s + server.read_timeout_s ({s.connect_timeout_s:g}"
+                   f" + {s.read_timeout_s:g} s) in {config.path} do not fit the watchdog "
+                   f"(WatchdogSec={watchdog_s:g} s allows {limit:g} s per request); requests "
+                   f"are cut off after {limit:g} s. Lower server.read_timeout_s to at most "
+                   f"{max(1.0, limit - s.connect_timeout_s):g}, or raise WatchdogSec")
 
-    def __init__(self, config, *, on_date: Callable[[float, float, float], None] | None = None):
+
+class CentralClient:
+    """Requests to the central server for one device (``config.server``)."""
+
+    def __init__(self, config, *, deadline_s: float | None = None):
         s = config.server
         if not s.url:
             raise AntreanError(f"{config.path}: server.url is empty; set it to the central "
@@ -118,11 +162,13 @@ class CentralClient:
         self.device_id = s.device_id
         self.token_file = s.token_file
         self.timeout = (s.connect_timeout_s, s.read_timeout_s)
-        self.on_date = on_date
+        # No request, from connect to its last byte, lasts longer (see request_deadline).
+        self.deadline_s = deadline_s or sum(self.timeout)
         self.session = requests.Session()
         self.session.verify = s.ca_file or True
         self.session.trust_env = False    # no proxy or netrc surprises on an appliance
         self.session.headers["User-Agent"] = f"antrean/{__version__} ({self.device_id})"
+        mount_deadlines(self.session)
 
     def close(self) -> None:
         self.session.close()
@@ -150,20 +196,29 @@ class CentralClient:
         headers.update(extra or {})
         return headers
 
-    def _note_date(self, resp: requests.Response, sent_at: float) -> None:
-        server = parse_http_date(resp.headers.get("Date"))
-        if server is not None and self.on_date is not None:
-            self.on_date(server, sent_at, time.time())
-
     def request(self, method: str, path: str, *, cap: int, headers: dict | None = None,
                 **kwargs) -> Answer:
         """Send one request and read the whole body, at most ``cap`` bytes of it."""
-        url = self.base + path
         hdrs = self._headers(headers)
+        with Deadline(self.deadline_s) as guard:
+            try:
+                answer = self._exchange(method, path, hdrs, cap, kwargs)
+            except Exception:
+                if not guard.expired:
+                    raise
+                answer = None
+            if guard.expired:   # also when the cut looked like a normal end (EOF in headers)
+                raise ServerUnreachable(
+                    f"{method} {path}: no complete answer within {self.deadline_s:g} s (the "
+                    "server or a proxy is too slow; cut off)") from None
+        return answer
+
+    def _exchange(self, method: str, path: str, hdrs: dict, cap: int, kwargs) -> Answer:
         sent_at = time.time()
         try:
-            resp = self.session.request(method, url, headers=hdrs, timeout=self.timeout,
-                                        stream=True, allow_redirects=False, **kwargs)
+            resp = self.session.request(method, self.base + path, headers=hdrs,
+                                        timeout=self.timeout, stream=True,
+                                        allow_redirects=False, **kwargs)
         except requests.Timeout:
             raise ServerUnreachable(f"{method} {path}: no answer within "
                                     f"{self.timeout[0]:g}/{self.timeout[1]:g} s") from None
@@ -174,9 +229,9 @@ class CentralClient:
                 requests.exceptions.ContentDecodingError) as e:
             raise ServerUnreachable(f"{method} {path}: {_reason(e)}") from None
         try:
-            self._note_date(resp, sent_at)
             body = _read_capped(resp, cap, f"{method} {path}")
-            return Answer(resp.status_code, resp.headers, body)
+            return Answer(resp.status_code, resp.headers, body,
+                          parse_http_date(resp.headers.get("Date")), sent_at, time.time())
         finally:
             resp.close()
 
@@ -199,25 +254,34 @@ class CentralClient:
         return self.request("POST", f"/devices/{self.device_id}/heartbeat", json=doc,
                             cap=MAX_SMALL_BYTES)
 
-    def open_stream(self, last_event_id: str | None, silence_s: float) -> requests.Response:
-        """Open the push stream; the caller reads it with ``sse_events`` and closes it.
+    def open_stream(self, last_event_id: str | None, silence_s: float
+                    ) -> tuple[requests.Response, Deadline]:
+        """Open the push stream; the caller reads it with ``stream_chunks`` and closes it.
 
-        A read that sees nothing for ``silence_s`` raises, which is how a silent stream
-        is noticed (the server sends a comment every 15 s).
+        The answer's headers must arrive within the request deadline; after that a
+        read that sees nothing for ``silence_s`` raises, which is how a silent stream is
+        noticed (the server sends a comment every 15 s). The returned :class:`Deadline`'s
+        ``shutdown()`` unblocks a read from another thread.
         """
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if last_event_id:
+        if last_event_id:   # the caller keeps only valid ids (sync.sse.valid_event_id)
             headers["Last-Event-ID"] = last_event_id
         path = f"/devices/{self.device_id}/stream"
-        sent_at = time.time()
-        try:
-            resp = self.session.get(self.base + path, headers=self._headers(headers),
-                                    timeout=(self.timeout[0], silence_s), stream=True,
-                                    allow_redirects=False)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
-        self._note_date(resp, sent_at)
-        return resp
+        with Deadline(self.deadline_s) as guard:
+            try:
+                resp = self.session.get(self.base + path, headers=self._headers(headers),
+                                        timeout=(self.timeout[0], silence_s), stream=True,
+                                        allow_redirects=False)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                if not guard.expired:
+                    raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
+                resp = None
+            if guard.expired:
+                if resp is not None:
+                    resp.close()
+                raise ServerUnreachable(f"GET {path}: no stream headers within "
+                                        f"{self.deadline_s:g} s; cut off") from None
+        return resp, guard
 
 
 def _reason(e: Exception) -> str:
@@ -250,59 +314,19 @@ def _read_capped(resp: requests.Response, cap: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-@dataclass(frozen=True)
-class SseEvent:
-    id: str | None
-    event: str
-    data: str
+def stream_chunks(resp: requests.Response, what: str = "push stream") -> Iterator[bytes]:
+    """The body of an open streaming response, each read handed over as it returns.
 
-
-def sse_events(resp: requests.Response) -> Iterator[SseEvent | None]:
-    """Parse a text/event-stream body; yields events, and None for each comment line.
-
-    A block holding only ``id:`` is yielded with empty ``event`` and ``data``: it sets the
-    resume point (the reference server sends one on connect) and is otherwise not an event.
-
-    An event is only yielded once its blank line arrives: an event cut off by a closed
-    connection is dropped (and arrives again on resume, since its id was never seen).
+    ``read1`` returns what the network has delivered (at most 64 KiB) instead of waiting to
+    fill a buffer, so an event is not held back on a response with neither chunked encoding
+    nor ``Content-Length`` (``Connection: close``), which only ends when the server hangs up.
     """
-    buf = b""
-    event_id: str | None = None
-    name, data = "", []
-    has_field = False
-    size = 0
-    for chunk in resp.iter_content(chunk_size=None):
-        buf += chunk
-        while True:
-            cut = min((i for i in (buf.find(b"\n"), buf.find(b"\r")) if i >= 0), default=-1)
-            if cut < 0:
-                if len(buf) > MAX_SSE_LINE:
-                    raise ServerUnreachable("push stream: a line longer than 1 MiB")
-                break
-            if buf[cut:cut + 1] == b"\r" and cut + 1 == len(buf):
-                break   # a CR at the end of the buffer may be half of a CRLF
-            line = buf[:cut].decode("utf-8", "replace")
-            skip = 2 if buf[cut:cut + 2] == b"\r\n" else 1
-            buf = buf[cut + skip:]
-            if line == "":
-                if has_field and data:
-                    yield SseEvent(event_id, name or "message", "\n".join(data))
-                elif has_field and event_id:
-                    yield SseEvent(event_id, "", "")     # only moves the resume point
-                name, data, has_field, size = "", [], False, 0
-                continue
-            if line.startswith(":"):
-                yield None
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            has_field = True
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-                size += len(value)
-                if size > MAX_SSE_LINE:  # one event, however many data lines, stays bounded
-                    raise ServerUnreachable("push stream: an event larger than 1 MiB")
-            elif field == "id" and "\0" not in value:
-                event_id = value
+    raw = resp.raw
+    while True:
+        try:
+            chunk = raw.read1(STREAM_READ_BYTES)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            raise ServerUnreachable(f"{what}: {_reason(e)}") from None
+        if not chunk:
+            return
+        yield chunk

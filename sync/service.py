@@ -18,7 +18,6 @@ import logging
 import queue
 import re
 import signal
-import socket
 import threading
 import time
 from datetime import date as Date
@@ -27,7 +26,7 @@ from datetime import datetime, timedelta
 import requests
 
 from appliance import BUILD_DATE, __version__
-from appliance.clock import MAX_SKEW_S, Clock, boot_id, record_server_date
+from appliance.clock import MAX_SKEW_S, Clock, boot_id, boottime, record_server_date
 from appliance.display_health import heartbeat_display
 from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
@@ -40,12 +39,14 @@ from sync.client import (
     BodyTooLarge,
     CentralClient,
     ServerUnreachable,
-    SseEvent,
     TokenUnavailable,
-    sse_events,
+    request_deadline,
+    stream_chunks,
     system_clock_synced,
 )
 from sync.fault_board import FaultBoard
+from sync.server_time import ServerTimeFilter
+from sync.sse import SseEvent, SseParser, valid_event_id
 
 log = logging.getLogger("antrean.sync")
 
@@ -57,6 +58,7 @@ CLOCK_RECORD_DRIFT_S = 2.0     # re-record the clock offset when it moves more t
 CLOCK_RECORD_EVERY_S = 3600.0
 AGE_CHECK_EVERY_S = 30.0
 LOOP_TICK_S = 0.5
+INTERNAL_RETRY_S = 5.0         # first wait after a round failed for a reason nobody foresaw
 TICKET_RE = re.compile(r"^[A-Z]{1,3}[0-9]{3,6}$")
 _BUILD_EPOCH = datetime.fromisoformat(BUILD_DATE + "T00:00:00+00:00").timestamp()
 
@@ -74,40 +76,76 @@ def _epoch(text) -> float | None:
 
 
 class PushStream(threading.Thread):
-    """Holds the push stream open and forwards what it hears; never touches the store."""
+    """Holds the push stream open and forwards what it hears; never touches the store.
+
+    Nothing may end this thread but ``stop``: whatever goes wrong (a bug, a bizarre answer,
+    an exhausted backoff) becomes a stream-down message for the main thread, a wait and a
+    new connection. Problems are logged once each, not once per retry.
+    """
 
     def __init__(self, config, inbox: queue.SimpleQueue, last_id: str | None,
                  stop: threading.Event, *, silence_s: float, backoff: Backoff):
         super().__init__(name="sync-stream", daemon=True)
         self.config = config
         self.inbox = inbox
-        self.last_id = last_id
+        self.last_id = last_id if valid_event_id(last_id) else None
         self.stop_event = stop
         self.silence_s = silence_s
         self.backoff = backoff
-        self._resp: requests.Response | None = None
+        self._guard = None                     # unblocks the open stream's read (interrupt)
+        self._problem: str | None = None      # the unexpected error last logged
+        self._bad_id_logged = False
 
     def run(self) -> None:
-        client = CentralClient(self.config)
+        client: CentralClient | None = None
         try:
             while not self.stop_event.is_set():
-                delay = self._hold(client)
+                try:
+                    if client is None:
+                        client = CentralClient(self.config)
+                    delay = self._hold(client)
+                except BaseException as e:  # noqa: BLE001 - pushes must never end for good
+                    delay = self._unexpected(e)
                 self.stop_event.wait(delay)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
+
+    def _unexpected(self, e: BaseException) -> float:
+        """Report an error no branch expected (once per distinct problem); the wait."""
+        problem = f"{type(e).__name__}: {e}"[:300]
+        if problem != self._problem:
+            self._problem = problem
+            log.error("push stream: unexpected error (%s); reconnecting with backoff",
+                      problem, exc_info=e)
+        if self.stop_event.is_set():
+            return 0.0
+        self.inbox.put(("stream", False, f"the stream broke ({type(e).__name__})"))
+        try:
+            return self.backoff.failed()
+        except Exception:  # noqa: BLE001 - even a broken backoff must not end pushes
+            return float(self.config.server.poll_seconds)
+
+    def _bad_id(self, value: str) -> None:
+        if not self._bad_id_logged:
+            self._bad_id_logged = True
+            log.warning("push stream: ignored an event id that is not a valid header value "
+                        "(%d characters, starting %r); keeping the last good resume point",
+                        len(value), value[:20])
 
     def _hold(self, client: CentralClient) -> float:
         """One connection; returns how long to wait before the next."""
         try:
-            resp = client.open_stream(self.last_id, self.silence_s)
+            resp, self._guard = client.open_stream(self.last_id, self.silence_s)
         except TokenUnavailable as e:
             self.inbox.put(("stream", False, str(e)))
             return float(self.config.server.poll_seconds)
         except ServerUnreachable as e:
             self.inbox.put(("stream", False, str(e)))
             return self.backoff.failed()
-        self._resp = resp
         try:
+            if self.stop_event.is_set():    # stopped while connecting: interrupt() missed it
+                return 0.0
             kind = resp.headers.get("Content-Type", "")
             if resp.status_code == 401:
                 self.inbox.put(("stream", False, "the server refused the device token (401)"))
@@ -117,22 +155,24 @@ class PushStream(threading.Thread):
                                 f" ({kind or 'no content type'})"))
                 return self.backoff.failed()
             self.inbox.put(("stream", True, ""))
-            for event in sse_events(resp):
-                self.backoff.succeeded()
-                if event is not None:
-                    if event.id:
-                        self.last_id = event.id
-                    self.inbox.put(("push", event))
+            self._problem = None
+            parser = SseParser(self.last_id, on_bad_id=self._bad_id)
+            for chunk in stream_chunks(resp):
+                for event in parser.feed(chunk):
+                    self.backoff.succeeded()
+                    if event is not None:
+                        if event.id:
+                            self.last_id = event.id
+                        self.inbox.put(("push", event))
             reason = "the server ended the stream"
         except Exception as e:
             if self.stop_event.is_set():    # interrupt() closed the response under us
                 return 0.0
             if not isinstance(e, (requests.RequestException, ServerUnreachable, OSError)):
-                # A bug or a bizarre answer must not end pushes for good: report, back off.
-                log.exception("push stream: unexpected error")
+                return self._unexpected(e)
             reason = f"the stream broke ({type(e).__name__})"
         finally:
-            self._resp = None
+            self._guard = None
             resp.close()
         if self.stop_event.is_set():
             return 0.0
@@ -145,17 +185,9 @@ class PushStream(threading.Thread):
         Closing the response would wait for the read to finish (they share a lock), up to a
         keepalive later; shutting the socket down makes the blocked read return at once.
         """
-        resp = self._resp
-        if resp is None:
-            return
-        sock = getattr(getattr(resp.raw, "_connection", None), "sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-            else:
-                resp.close()
-        except Exception:   # closing from another thread is best effort
-            pass
+        guard = self._guard
+        if guard is not None:
+            guard.shutdown()
 
 
 class SyncService:
@@ -167,10 +199,15 @@ class SyncService:
         self.config = config
         self.store = store if store is not None else Store(config.storage.path)
         self.clock = Clock(self.store, config, refresh_s=0.0)
-        self.client = CentralClient(config, on_date=self._on_date)
-        self.queue = Queue(self.store, config, self.clock)
-        self.faults = FaultBoard(self.store)
         self.notify = SdNotify()
+        self.faults = FaultBoard(self.store)
+        half = self.notify.watchdog_interval()
+        deadline, misfit = request_deadline(config, 2 * half if half else None)
+        if misfit:   # degraded, visibly, instead of being killed by the watchdog in a loop
+            self.faults.set("config", misfit, logging.ERROR)
+        self.client = CentralClient(config, deadline_s=deadline)
+        self.time_filter = ServerTimeFilter(_BUILD_EPOCH)
+        self.queue = Queue(self.store, config, self.clock)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
         self.use_stream = use_stream
@@ -194,6 +231,9 @@ class SyncService:
         self._next_watchdog = 0.0
         self._next_pull = self._next_upload = self._next_heartbeat = 0.0
         self._next_age_check = 0.0
+        self._next_tick = 0.0
+        self.internal_backoff = Backoff(INTERNAL_RETRY_S, backoff_cap_s)
+        self._internal_problem: str | None = None
 
     # clock -----------------------------------------------------------------------------
 
@@ -203,8 +243,14 @@ class SyncService:
             self._synced = (now, system_clock_synced())
         return self._synced[1]
 
-    def _on_date(self, server_epoch: float, sent_at: float, received_at: float) -> None:
-        """Track the offset to the server's Date (1 s resolution, so +0.5 s on average)."""
+    def _note_date(self, ans) -> None:
+        """Track the offset to the ``Date`` of an answer judged genuine (a 2xx or 304 of the
+        central server whose body was usable); 1 s resolution, so +0.5 s on average.
+        ``ServerTimeFilter`` refuses times before the build date and unconfirmed jumps."""
+        if ans.date is None or not self.time_filter.accept(ans.date, boottime(),
+                                                           self._clock_kv, boot_id()):
+            return
+        server_epoch, sent_at, received_at = ans.date, ans.sent_at, ans.received_at
         offset = server_epoch + 0.5 - (sent_at + received_at) / 2
         synced = self._clock_synced()
         prev = self._clock_kv
@@ -243,6 +289,16 @@ class SyncService:
         self._went_offline()
         self.faults.set("server", f"central server unusable: {why}; the lobby works from "
                         "the cache and events wait in the outbox")
+
+    def _misrouted(self, what: str, status: int, meanwhile: str) -> None:
+        """A 404/405/410/413 where the contract has an endpoint: ``server.url`` (or a proxy)
+        is wrong. Nothing is the data's fault: keep it all, alert, retry at the poll
+        interval."""
+        self._went_offline()
+        self.faults.set(f"endpoint {what}", f"the central server answered HTTP {status} to "
+                        f"{what}: technician, server.url ({self.config.server.url}) in "
+                        f"{self.config.path} may point to the wrong place, or a proxy refuses "
+                        f"the request; {meanwhile}", logging.ERROR)
 
     def _unauthorized(self, why: str | None = None) -> None:
         """A refused (401) or unreadable token: keep everything, alert, retry at the normal
@@ -285,8 +341,11 @@ class SyncService:
                             "keeping the cached copy")
             return "refused", None
         status = ans.status
+        if status in (200, 304) or (status == 404 and ans.is_json()):
+            self.faults.clear("endpoint GET schedule", "the schedule endpoint answers again")
         if status == 304:
             self._contact_ok()
+            self._note_date(ans)
             self.faults.clear(f"schedule {day}")
             return "unchanged", None
         if status == 200:
@@ -294,6 +353,7 @@ class SyncService:
             try:
                 sched = verify_schedule(ans.body, ans.header("X-Antrean-Signature"),
                                         self.config, expect_date=day)
+                self._note_date(ans)
                 stored = save_schedule(self.store, sched, source="pull",
                                        etag=ans.header("ETag"))
             except ScheduleRejected as e:
@@ -306,7 +366,7 @@ class SyncService:
                 log.info("schedule for %s version %d stored (%d appointments)", day,
                          sched.version, len(sched.appointments))
             return "stored", None
-        if status == 404:
+        if status == 404 and ans.is_json():   # the contract's answer: no schedule that day
             self._contact_ok()
             self.faults.clear(f"schedule {day}")
             if day not in self._closed_days:
@@ -316,6 +376,9 @@ class SyncService:
         if status == 401:
             self._unauthorized()
             return "unauthorized", None
+        if ans.wrong_endpoint:    # incl. a 404 that is an HTML or text page, not the contract's
+            self._misrouted("GET schedule", status, "keeping the cached schedules")
+            return "failed", None
         if ans.retryable:
             self._unreachable(f"GET schedule {day} answered HTTP {status}")
             return "retry", ans.retry_after()
@@ -325,20 +388,38 @@ class SyncService:
         return "failed", None
 
     def pull_round(self, days: list[str] | None = None) -> bool:
-        """Pull each wanted day; True when none was refused or left to retry."""
+        """Pull each wanted day (or ``days``); True when none was refused or left to retry.
+
+        When an answer's ``Date`` corrects the clock so that the wanted days change (an
+        RTC-less boot: the first answer moves the lobby from 1970 to today), the corrected
+        days are pulled in the same round.
+        """
+        follow = days is None
         days = days or self.wanted_days()
-        ok, delay = True, self.poll_s
-        for day in days:
-            self.keep_alive()
-            outcome, retry_after = self.pull_day(day)
-            if outcome in ("stored", "unchanged", "closed"):
-                continue
-            ok = False
-            if outcome == "retry":
-                delay = self.pull_backoff.failed(retry_after)
+        ok, delay, done, stop = True, self.poll_s, set(), False
+        while not stop:
+            for day in days:
+                if day in done:
+                    continue
+                done.add(day)
+                self.keep_alive()
+                outcome, retry_after = self.pull_day(day)
+                if outcome in ("stored", "unchanged", "closed"):
+                    continue
+                ok = False
+                if outcome == "retry":
+                    delay = self.pull_backoff.failed(retry_after)
+                    stop = True
+                    break
+                if outcome == "unauthorized":
+                    stop = True
+                    break
+            now_wanted = self.wanted_days() if follow else days
+            if stop or set(now_wanted) <= done:
                 break
-            if outcome == "unauthorized":
-                break
+            log.info("the central server's time changed the office day to %s; pulling its "
+                     "schedule in the same round", now_wanted[0])
+            days = now_wanted
         if ok:
             self.pull_backoff.succeeded()
             if self.stream_up:
@@ -368,7 +449,8 @@ class SyncService:
 
     def upload_round(self, max_batches: int | None = None) -> tuple[str, float | None]:
         """Send pending events oldest first; returns (outcome, retry_after) where outcome is
-        done (nothing pending), more (stopped at max_batches), retry or unauthorized."""
+        done (nothing pending), more (stopped at max_batches), retry, unauthorized or
+        misrouted (the endpoint is not there: 404/405/410/413; nothing dead-lettered)."""
         batches = 0
         while True:
             self.keep_alive()
@@ -398,6 +480,10 @@ class SyncService:
                     self._unreachable(left)
                     return "retry", None
                 continue
+            if ans.wrong_endpoint:
+                self._misrouted("POST events", ans.status, "every event stays pending (none "
+                                "is dead-lettered) and is sent once that is fixed")
+                return "misrouted", None
             if ans.retryable or not 400 <= ans.status < 500:
                 self._unreachable(f"POST events answered HTTP {ans.status}")
                 return "retry", ans.retry_after()
@@ -415,6 +501,8 @@ class SyncService:
         if not isinstance(results, list):
             return "POST events answered 200 without a readable result list"
         self._contact_ok()
+        self._note_date(ans)
+        self.faults.clear("endpoint POST events", "the events endpoint answers again")
         wanted = set(ids)
         sent, dead = [], {}
         for r in results:
@@ -461,6 +549,7 @@ class SyncService:
         }
 
     def heartbeat(self) -> bool:
+        self.keep_alive()
         try:
             ans = self.client.heartbeat(self.heartbeat_doc())
         except TokenUnavailable as e:
@@ -471,10 +560,15 @@ class SyncService:
             return False
         if ans.status in (200, 204):
             self._contact_ok()
+            self._note_date(ans)
             self.faults.clear("heartbeat")
+            self.faults.clear("endpoint POST heartbeat", "the heartbeat endpoint answers again")
             return True
         if ans.status == 401:
             self._unauthorized()
+        elif ans.wrong_endpoint:
+            self._misrouted("POST heartbeat", ans.status, "the server does not hear from "
+                            "this appliance")
         elif ans.retryable:
             self._unreachable(f"POST heartbeat answered HTTP {ans.status}")
         else:
@@ -510,7 +604,7 @@ class SyncService:
             return
         try:
             data = json.loads(event.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             log.warning("ignored a %r push whose data is not a JSON object", event.event)
@@ -554,9 +648,18 @@ class SyncService:
 
     # loops -----------------------------------------------------------------------------
 
+    def learn_time(self) -> None:
+        """With no server time known this boot, send the heartbeat first: its 204 carries a
+        ``Date`` that counts, so the days to pull are chosen on a corrected clock (an
+        RTC-less Pi boots in 1970; a 404 for that day's schedule is no answer to learn from)."""
+        if self.clock.server_time() is None and time.monotonic() >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = time.monotonic() + self.config.server.heartbeat_seconds
+
     def run_once(self) -> int:
         """One pull round and one upload round; 0 only if both fully succeeded."""
         self.faults.report()
+        self.learn_time()
         pulled = self.pull_round()
         uploaded, _ = self.upload_round()
         left = counts(self.store)
@@ -579,8 +682,8 @@ class SyncService:
         self._watchdog_s = self.notify.watchdog_interval()
         self._next_watchdog = now
         if self.use_stream:
-            self.stream = PushStream(self.config, self.inbox,
-                                     self.store.get_kv("sync.stream_last_id"), self.stop_event,
+            self.stream = PushStream(self.config, self.inbox, self._resume_point(),
+                                     self.stop_event,
                                      silence_s=self.stream_silence_s,
                                      backoff=Backoff(*self._backoff_args))
             self.stream.start()
@@ -589,13 +692,8 @@ class SyncService:
                  self.config.server.device_id)
         try:
             while not self.stop_event.is_set():
-                try:
-                    self._tick()
-                    self.faults.clear("internal")
-                except Exception:  # noqa: BLE001 - degrade visibly, never crash-loop
-                    log.exception("sync: a round failed unexpectedly; trying again shortly")
-                    self.faults.set("internal", "a sync round failed unexpectedly; see the log")
-                    self.stop_event.wait(5.0)
+                if time.monotonic() >= self._next_tick:
+                    self._guarded_tick()
                 now = time.monotonic()
                 self.keep_alive()
                 wait = min(LOOP_TICK_S, max(0.0, min(self._next_pull, self._next_heartbeat)
@@ -624,6 +722,37 @@ class SyncService:
             self.client.close()
         return 0
 
+    def _resume_point(self) -> str | None:
+        """The saved ``Last-Event-ID``, or None; a saved id that is no valid header value
+        (from an older version, or a hostile server) is dropped instead of breaking every
+        reconnect."""
+        saved = self.store.get_kv("sync.stream_last_id")
+        if saved is None or valid_event_id(saved):
+            return saved
+        log.warning("dropped the saved push stream resume point: not a valid header value; "
+                    "the stream starts from now and a schedule pull catches up")
+        self.store.set_kv("sync.stream_last_id", None)
+        return None
+
+    def _guarded_tick(self) -> None:
+        """One tick; a failure nobody foresaw is a visible fault retried with backoff (the
+        loop keeps pinging the watchdog meanwhile), logged once per distinct error."""
+        try:
+            self._tick()
+        except Exception as e:  # noqa: BLE001 - degrade visibly, never crash-loop
+            problem = f"{type(e).__name__}: {e}"[:300]
+            if problem != self._internal_problem:
+                self._internal_problem = problem
+                log.exception("sync: a round failed unexpectedly; retrying with backoff")
+            self.faults.set("internal", f"a sync round failed unexpectedly "
+                            f"({type(e).__name__}); retrying with backoff; see the log")
+            self._next_tick = time.monotonic() + self.internal_backoff.failed()
+            return
+        if self._internal_problem is not None:
+            self._internal_problem = None
+            self.internal_backoff.succeeded()
+            self.faults.clear("internal", "sync rounds work again")
+
     def keep_alive(self) -> None:
         """Ping systemd's watchdog when due; also called between requests of a long round,
         so a slow server makes sync degraded, not killed."""
@@ -632,11 +761,11 @@ class SyncService:
             self._next_watchdog = time.monotonic() + self._watchdog_s
 
     def _tick(self) -> None:
+        self.learn_time()
         now = time.monotonic()
-        wanted = self.wanted_days()
-        if wanted != self._wanted or now >= self._next_pull:
-            self._wanted = wanted
-            self.pull_round(wanted)
+        if self.wanted_days() != self._wanted or now >= self._next_pull:
+            self.pull_round()
+            self._wanted = self.wanted_days()
         if self._pull_now:
             days, self._pull_now = sorted(self._pull_now), set()
             self.pull_round(days)
@@ -644,7 +773,7 @@ class SyncService:
             outcome, retry_after = self.upload_round(max_batches=10)
             if outcome == "retry":
                 self._next_upload = now + self.upload_backoff.failed(retry_after)
-            elif outcome == "unauthorized":
+            elif outcome in ("unauthorized", "misrouted"):
                 self._next_upload = now + self.poll_s
         if now >= self._next_heartbeat:
             self.heartbeat()

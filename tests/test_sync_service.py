@@ -267,3 +267,149 @@ def test_once_exit_codes(sync_config, central):
     assert run(sync_config, once=True) == 0
     with Store(sync_config.storage.path) as s:
         assert counts(s) == {"pending": 0, "dead": 0}
+
+
+# --- malformed bodies ---------------------------------------------------------------------
+
+def test_deeply_nested_schedule_is_refused_not_a_crash(sync_config, central):
+    """100,000 ``[`` under a valid signature (a key holder's bug, or a USB stick): the
+    RecursionError of the JSON parse must be a refused schedule, like any bad body."""
+    from appliance.errors import ScheduleRejected
+    from appliance.schedule import verify_schedule
+
+    body = b"[" * 100_000
+    with pytest.raises(ScheduleRejected, match="nests deeper"):
+        verify_schedule(body, central.key.sign_header(body), sync_config)
+
+
+def test_deeply_nested_events_answer_is_retried_with_backoff(sync_config, central, caplog):
+    svc = SyncService(sync_config, use_stream=False, backoff_base_s=5.0, backoff_cap_s=60.0)
+    try:
+        ids = record_events(svc.store, 5)
+        central.admin("POST", "/_admin/faults", {"body": "deep", "endpoints": ["events"]})
+        with caplog.at_level(logging.INFO, logger="antrean.sync"):
+            svc._tick()
+            svc._tick()
+        assert svc.upload_backoff.failures == 1          # the second tick waited
+        assert svc._next_upload - time.monotonic() >= 2.5
+        assert counts(svc.store) == {"pending": 5, "dead": 0}
+        assert len([r for r in caplog.records
+                    if "readable result list" in r.getMessage()]) == 1
+        assert "internal" not in svc.faults.active
+        assert not any(r.exc_info for r in caplog.records)
+        central.admin("POST", "/_admin/faults", {"reset": True})
+        assert svc.upload_round() == ("done", None)
+        assert sorted(server_ids(central)) == sorted(ids)
+    finally:
+        svc.close()
+
+
+def test_deeply_nested_push_data_is_ignored(service, caplog):
+    from sync.sse import SseEvent
+
+    with caplog.at_level(logging.WARNING, logger="antrean.sync"):
+        service.on_push(SseEvent("9", "call", "[" * 100_000))
+    assert "not a JSON object" in caplog.text
+    assert service.store.get_kv("sync.stream_last_id") == "9"
+
+
+class FlakyDays(SyncService):
+    """A sync service whose day planning fails three times for a reason nobody foresaw."""
+
+    failures_left = 3
+
+    def wanted_days(self):
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return super().wanted_days()
+
+
+def test_an_unforeseen_round_failure_is_retried_with_backoff_and_logged_once(sync_config,
+                                                                             central, caplog):
+    import threading
+
+    svc = FlakyDays(sync_config, use_stream=False, backoff_base_s=0.05, backoff_cap_s=0.2)
+    thread = threading.Thread(target=svc.run_forever)
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        thread.start()
+        try:
+            wait_until(lambda: svc.failures_left == 0 and "internal" not in svc.faults.active
+                       and svc.internal_backoff.failures == 0, what="recovery")
+        finally:
+            svc.request_stop()
+            thread.join(10)
+            svc.close()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "failed unexpectedly" in tracebacks[0].getMessage()
+    assert "sync rounds work again" in caplog.text
+
+
+# --- the wrong endpoint -------------------------------------------------------------------
+
+def health(svc: SyncService) -> tuple[str, str]:
+    return svc.store.db.execute(
+        "SELECT state, detail FROM service_health WHERE service = 'sync'").fetchone()
+
+
+@pytest.mark.parametrize("status", [404, 405, 410, 413])
+def test_a_wrong_endpoint_answer_keeps_every_event_and_alerts(service, central, status,
+                                                             caplog):
+    """These say "no such endpoint here", not "bad events": nothing is dead-lettered."""
+    ids = record_events(service.store, 120)
+    central.admin("POST", "/_admin/faults", {"status": status, "endpoints": ["events"]})
+    with caplog.at_level(logging.INFO, logger="antrean.sync"):
+        assert service.upload_round() == ("misrouted", None)
+        assert service.upload_round() == ("misrouted", None)
+    assert counts(service.store) == {"pending": 120, "dead": 0}
+    state, detail = health(service)
+    assert state == "degraded" and f"HTTP {status} to POST events" in detail
+    assert "server.url" in detail and str(service.config.path) in detail
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR
+                and "POST events" in r.getMessage()]) == 1
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.upload_round() == ("done", None)
+    assert sorted(server_ids(central)) == sorted(ids)
+    assert "endpoint POST events" not in service.faults.active
+
+
+def test_a_mistyped_server_url_path_is_not_an_office_closed_and_loses_nothing(
+        tmp_path, central):
+    """server.url with a wrong path: every endpoint answers the web server's own 404 page
+    (text, not the contract's JSON). The schedule must not read as "office closed", no event
+    may be dead-lettered, ``sync --once`` must fail, and a fixed URL sends everything."""
+    from test_sync_harness import write_sync_config
+
+    from appliance.config import load_config
+
+    good = write_sync_config(tmp_path, central)
+    text = good.read_text()
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(text.replace(f'url = "{central.url}"', f'url = "{central.url}/api/v9"'))
+    with Store(load_config(good).storage.path) as s:
+        ids = record_events(s, 30)
+    assert run(load_config(wrong), once=True) == 1
+    with Store(load_config(good).storage.path) as s:
+        assert counts(s) == {"pending": 30, "dead": 0}
+        state, detail = s.db.execute("SELECT state, detail FROM service_health "
+                                     "WHERE service = 'sync'").fetchone()
+    assert state == "degraded"
+    assert "HTTP 404 to GET schedule" in detail and "HTTP 404 to POST events" in detail
+    assert run(load_config(good), once=True) == 0
+    assert sorted(server_ids(central)) == sorted(ids)
+
+
+def test_the_contracts_404_for_a_schedule_still_means_closed(service, central):
+    """The reference server's 404 is JSON, as every contract body: a closed day, no alert."""
+    central.admin("POST", "/_admin/schedule", {"date": today(service), "closed": True})
+    assert service.pull_round() is True
+    assert not [f for f in service.faults.active if f.startswith("endpoint")]
+
+
+def test_a_heartbeat_to_a_wrong_endpoint_alerts(service, central):
+    central.admin("POST", "/_admin/faults", {"status": 404, "endpoints": ["heartbeat"]})
+    assert service.heartbeat() is False
+    assert "HTTP 404 to POST heartbeat" in service.faults.active["endpoint POST heartbeat"]
+    central.admin("POST", "/_admin/faults", {"reset": True})
+    assert service.heartbeat() is True
+    assert "endpoint POST heartbeat" not in service.faults.active

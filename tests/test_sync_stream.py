@@ -3,16 +3,23 @@ after cuts and restarts, and reconnecting when the stream goes silent."""
 
 from __future__ import annotations
 
+import json
+import logging
+import queue
 import threading
+from types import SimpleNamespace
 
 import pytest
+from conftest import KEY
+from raw_http import RawServer, answer, header
 from test_sync_harness import wait_until, write_sync_config
 
 from appliance.config import load_config
 from appliance.schedule import schedule_info
 from appliance.store import Store
 from devtools.devserver import DevServer
-from sync.service import SyncService
+from sync.backoff import Backoff
+from sync.service import PushStream, SyncService
 
 pytest_plugins = ("test_sync_harness",)   # the central and sync_config fixtures
 
@@ -162,3 +169,144 @@ def test_sigterm_stops_sync_while_the_stream_is_quiet(tmp_path, quiet_central):
         if proc.poll() is None:
             proc.kill()
     assert b"Traceback" not in proc.stderr.read()
+
+
+# --- hostile and odd streams (raw answers the reference server never gives) ---------------
+
+def raw_config(tmp_path, raw: RawServer):
+    return load_config(write_sync_config(tmp_path, SimpleNamespace(url=raw.url, key=KEY)))
+
+
+def stream_or_503(on_stream):
+    """A responder: ``on_stream(conn, head, n)`` for the n-th stream request, 503 otherwise
+    (schedule pulls and heartbeats find a server that is down)."""
+    streams_seen = []
+
+    def respond(conn, head, index):
+        if b"/stream " not in head.split(b"\r\n", 1)[0]:
+            conn.sendall(answer("503 Service Unavailable", {"Content-Length": "0"}))
+            return
+        streams_seen.append(head)
+        on_stream(conn, head, len(streams_seen) - 1)
+    respond.streams = streams_seen
+    return respond
+
+
+SSE_UNFRAMED = answer("200 OK", {"Content-Type": "text/event-stream", "Connection": "close"})
+
+
+def call_event(event_id: str, server_id: str, ticket: str = "A013") -> bytes:
+    data = json.dumps({"id": server_id, "ticket": ticket, "counter": 2})
+    return f"id: {event_id}\nevent: call\ndata: {data}\n\n".encode()
+
+
+def test_event_is_delivered_while_an_unframed_response_stays_open(tmp_path):
+    """No chunked encoding, no Content-Length: the event must not wait for the close."""
+    def on_stream(conn, head, n):
+        conn.sendall(SSE_UNFRAMED + b": hello\n\n" + call_event("1", "srv-open"))
+        raw.stopping.wait()                       # the connection stays open
+
+    responder = stream_or_503(on_stream)
+    with RawServer(responder) as raw, Running(raw_config(tmp_path, raw)) as run:
+        wait_until(lambda: run.call_rows("srv-open") == 1, what="the event on an open stream")
+        assert len(responder.streams) == 1        # delivered on the first, still open, stream
+
+
+def test_a_flood_of_comment_lines_is_framed_in_linear_time(tmp_path):
+    """4 MiB of ``:`` lines (2 million), then an event, in one chunk of a chunked answer.
+
+    Framing that copies the rest of the buffer per line needs minutes for this (the old
+    parser: 0.7 s for 256 KiB, growing with the square); one pass needs seconds. The figure
+    for 256 KiB is in bench/sync.py; here only a generous wait.
+    """
+    flood = b":\n" * (2 * 1024 * 1024)
+
+    def on_stream(conn, head, n):
+        if n:
+            raw.stopping.wait()
+            return
+        event = call_event("1", "srv-flood")
+        conn.sendall(answer("200 OK", {"Content-Type": "text/event-stream",
+                                       "Transfer-Encoding": "chunked"})
+                     + b"%x\r\n" % len(flood) + flood + b"\r\n"
+                     + b"%x\r\n" % len(event) + event + b"\r\n")
+        raw.stopping.wait()
+
+    with RawServer(stream_or_503(on_stream)) as raw, \
+            Running(raw_config(tmp_path, raw)) as run:
+        wait_until(lambda: run.call_rows("srv-flood") == 1, timeout=60,
+                   what="the event after 4 MiB of comment lines")
+
+
+@pytest.mark.parametrize("bad", [" 7", "7\u20ac", "7" * 300, "7\x01", "7 "],
+                         ids=["leading-blank", "not-latin-1", "too-long", "control", "trailing"])
+def test_an_event_id_that_is_no_header_value_is_ignored(tmp_path, caplog, bad):
+    """The id is not kept, the reconnect resumes from the last good id, the thread lives."""
+    def on_stream(conn, head, n):
+        if n == 0:
+            conn.sendall(SSE_UNFRAMED + b"id: 1\n\n"
+                         + call_event(" " + bad, "srv-bad-1", "A021")
+                         + call_event(" " + bad + "x", "srv-bad-2", "A022"))
+            return                                # and hang up: the client must reconnect
+        conn.sendall(SSE_UNFRAMED + b": hello\n\n")
+        raw.stopping.wait()
+
+    responder = stream_or_503(on_stream)
+    with caplog.at_level(logging.WARNING, logger="antrean.sync"), RawServer(responder) as raw, \
+            Running(raw_config(tmp_path, raw)) as run:
+        wait_until(lambda: len(responder.streams) >= 2, what="the reconnect")
+        assert header(responder.streams[1], "Last-Event-ID") == "1"
+        wait_until(lambda: run.call_rows("srv-bad-1") == run.call_rows("srv-bad-2") == 1,
+                   what="both events (their ids ignored, the events kept)")
+        assert run.service.stream.is_alive()
+        wait_until(lambda: run.look.get_kv("sync.stream_last_id") == "1",
+                   what="the resume point (the last good id)")
+    ignored = [r for r in caplog.records if "ignored an event id" in r.getMessage()]
+    assert len(ignored) == 1
+
+
+@pytest.mark.parametrize("saved", [" 5", "5\u20ac", "\x00", 7],
+                         ids=["leading-blank", "not-latin-1", "nul", "not-a-string"])
+def test_a_saved_resume_point_that_is_no_header_value_does_not_stop_pushes(
+        sync_config, central, saved):
+    """An id saved by an older version must not kill the stream after a restart."""
+    with Store(sync_config.storage.path) as s:
+        s.set_kv("sync.stream_last_id", saved)
+    with Running(sync_config) as run:
+        wait_until(lambda: streams(central) >= 1, what="the stream to connect")
+        sid = push_call(central, "A031")
+        wait_until(lambda: run.call_rows(sid) == 1, what="a call pushed after the restart")
+        assert run.look.get_kv("sync.stream_last_id") != saved
+
+
+class BrokenOnce(Backoff):
+    """A backoff with a bug that shows once: an exception no branch of the stream expects."""
+
+    def __init__(self):
+        super().__init__(base_s=0.05, cap_s=0.2)
+        self.broke = False
+
+    def failed(self, retry_after=None):
+        if not self.broke:
+            self.broke = True
+            raise RuntimeError("a bug nobody foresaw")
+        return super().failed(retry_after)
+
+
+def test_no_exception_ends_the_stream_thread(sync_config, central, caplog):
+    central.admin("POST", "/_admin/faults", {"down": True, "endpoints": ["stream"]})
+    inbox, stop = queue.SimpleQueue(), threading.Event()
+    backoff = BrokenOnce()
+    stream = PushStream(sync_config, inbox, None, stop, silence_s=5, backoff=backoff)
+    with caplog.at_level(logging.ERROR, logger="antrean.sync"):
+        stream.start()
+        try:
+            wait_until(lambda: backoff.broke and backoff.failures >= 2, what="retries")
+            central.admin("POST", "/_admin/faults", {"reset": True})
+            wait_until(lambda: streams(central) >= 1, what="the stream after the error")
+            assert stream.is_alive()
+        finally:
+            stop.set()
+            stream.interrupt()
+            stream.join(5)
+    assert len([r for r in caplog.records if "unexpected error" in r.getMessage()]) == 1
