@@ -11,10 +11,16 @@ anchor from an earlier boot is ignored. Every process then decides with :meth:`C
 - a local clock earlier than the build date with no offset from this boot is *untrusted*:
   decisions that depend on the hour are relaxed (see ``Clock.trusted`` and docs/decisions.md),
   because no applicant may be turned away for a dead RTC battery.
+
+Check-ins, counter calls, ``status`` and the screen all work on one day,
+:meth:`Clock.lobby_day`: the office day on a trusted clock, else the day the store has
+evidence of (pinned for this boot by the first check-in), so whoever is let in on an
+untrusted clock is also callable, counted and shown.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -23,6 +29,7 @@ from appliance import BUILD_DATE
 
 MAX_SKEW_S = 300.0
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+LOBBY_DAY_KEY = "lobby.day"   # kv: {"day", "boot_id"}, the day pinned on an untrusted clock
 _BUILD_EPOCH = datetime.fromisoformat(BUILD_DATE + "T00:00:00+00:00").timestamp()
 
 
@@ -128,3 +135,61 @@ class Clock:
     def office_day(self, epoch: float | None = None) -> str:
         when = self.time() if epoch is None else epoch
         return datetime.fromtimestamp(when, self.tz).date().isoformat()
+
+    # the lobby's day ---------------------------------------------------------------------
+
+    def lobby_day(self, db) -> str:
+        """The office day the lobby is working on; ``db`` is an open connection to the store.
+
+        On a trusted clock it is :meth:`office_day`. On an untrusted one it is the day pinned
+        by the first check-in of this boot, else the latest day with check-ins, else the
+        newest cached schedule's day. Check-ins are filed under it, and ``call``, ``status``
+        and the screen look at it, so everyone let in can be called (docs/decisions.md).
+        """
+        if self.trusted:
+            return self.office_day()
+        return self._pinned_day(db) or self._latest_checkin_day(db) or self._newest_schedule_day(
+            db) or self.office_day()
+
+    def admission_day(self, db, booking_day: str) -> str:
+        """The day a check-in of a booking for ``booking_day`` is filed under.
+
+        On an untrusted clock with no day pinned yet, the booking's own day (an applicant is
+        the best evidence of the date), but never before the latest day with check-ins: time
+        does not run backwards, and an applicant who came days late must not move the lobby.
+        """
+        if self.trusted:
+            return self.office_day()
+        pinned = self._pinned_day(db)
+        if pinned:
+            return pinned
+        return max(booking_day, self._latest_checkin_day(db) or booking_day)
+
+    def pin_lobby_day(self, db, day: str) -> None:
+        """Remember ``day`` for the rest of this boot (in the check-in's write transaction).
+
+        A no-op on a trusted clock or when a day is already pinned this boot.
+        """
+        if self.trusted or self._pinned_day(db):
+            return
+        self._store.set_kv(LOBBY_DAY_KEY, {"day": day, "boot_id": boot_id()}, db=db)
+
+    @staticmethod
+    def _pinned_day(db) -> str | None:
+        row = db.execute("SELECT value FROM kv WHERE key = ?", (LOBBY_DAY_KEY,)).fetchone()
+        try:
+            value = json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+        if isinstance(value, dict) and value.get("boot_id") == boot_id():
+            day = value.get("day")
+            return day if isinstance(day, str) else None
+        return None
+
+    @staticmethod
+    def _latest_checkin_day(db) -> str | None:
+        return db.execute("SELECT MAX(office_day) FROM checkins").fetchone()[0]
+
+    @staticmethod
+    def _newest_schedule_day(db) -> str | None:
+        return db.execute("SELECT MAX(date) FROM schedules").fetchone()[0]

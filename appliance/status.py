@@ -81,8 +81,8 @@ def collect_status(config) -> dict:
         return data
     with store:
         clock = Clock(store, config)
-        today = clock.office_day()
         with store.read() as db:
+            today = clock.lobby_day(db)
             info = schedule_info(store, today)
             if info is not None:
                 data["schedule"] = {
