@@ -15,8 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -93,17 +91,6 @@ def parse_http_date(value: str | None) -> float | None:
         return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
         return None
-
-
-def system_clock_synced() -> bool:
-    """Whether the kernel says NTP has the clock in sync (adjtimex: not TIME_ERROR)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        buf = ctypes.create_string_buffer(512)    # struct timex, modes = 0: read only
-        state = libc.adjtimex(buf)
-    except (OSError, AttributeError):
-        return False
-    return state not in (-1, 5)                  # 5 is TIME_ERROR: not synchronised
 
 
 class CentralClient:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import requests
 
 from appliance import BUILD_DATE, __version__
-from appliance.clock import MAX_SKEW_S, Clock, boot_id, record_server_date
+from appliance.clock import MAX_SKEW_S, Clock, boot_id, record_server_date, system_clock_synced
 from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
@@ -43,7 +43,6 @@ from sync.client import (
     SseEvent,
     TokenUnavailable,
     sse_events,
-    system_clock_synced,
 )
 from sync.fault_board import FaultBoard
 
