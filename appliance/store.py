@@ -1,7 +1,8 @@
 """The one SQLite database the three services share.
 
 WAL mode so the display and sync can read while the scanner writes; ``synchronous=FULL`` so
-a commit is on the SD card before the applicant hears the beep; a busy timeout and short
+a commit is on the SD card before the applicant hears the beep (both asserted on every
+connection that writes: ``assert_durable``); a busy timeout and short
 ``BEGIN IMMEDIATE`` transactions so the services never trip over each other. The schema is
 migrated forward by number (``PRAGMA user_version``) in one transaction per step.
 
@@ -25,6 +26,10 @@ from typing import Any
 from appliance.errors import StoreClosed, StoreError
 
 BUSY_TIMEOUT_MS = 5000
+# The durability promise (a beep only after the check-in is on the card) rests on these two.
+DURABLE_JOURNAL_MODE = "wal"
+DURABLE_SYNCHRONOUS = 2          # FULL: the WAL is synced at every commit
+SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 # Each entry migrates from version i to i + 1. Never edit a released step; append a new one.
 MIGRATIONS: list[str] = [
@@ -150,6 +155,25 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def assert_durable(db: sqlite3.Connection, path: str) -> None:
+    """Raise ``StoreError`` unless ``db`` is in WAL mode with ``synchronous=FULL``.
+
+    Checked on every connection that writes, right after it is opened: with ``NORMAL`` or
+    ``OFF`` a commit returns before the WAL is on the card, and a power cut could take back a
+    check-in the applicant already heard accepted.
+    """
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != DURABLE_JOURNAL_MODE:
+        raise StoreError(f"database {path} is in journal mode {mode!r}, not WAL; the store "
+                         "needs a filesystem with shared-memory support (not a network share)")
+    level = db.execute("PRAGMA synchronous").fetchone()[0]
+    if level != DURABLE_SYNCHRONOUS:
+        name = SYNCHRONOUS_NAMES.get(level, str(level))
+        raise StoreError(f"database {path} connection has synchronous={name}, not FULL: a "
+                         "check-in could be acknowledged and then lost on a power cut; "
+                         "this is a bug, report it")
+
+
 class Store:
     """A connection to the shared database, migrated to the current schema on open.
 
@@ -179,10 +203,10 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA foreign_keys=ON")
             if not readonly:
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if mode != "wal" and path != ":memory:":
-                    raise StoreError(f"database {path} cannot use WAL mode (got {mode})")
+                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                if path != ":memory:":      # nothing in memory survives anything anyway
+                    assert_durable(self._db, path)
                 self._migrate()
                 self._match_owner()
             else:
