@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from appliance.errors import StoreClosed, StoreError
+
+log = logging.getLogger("antrean.store")
 
 BUSY_TIMEOUT_MS = 5000
 # The durability promise (a beep only after the check-in is on the card) rests on these two.
@@ -186,6 +189,13 @@ class Store:
         self.path = path
         self.readonly = readonly
         self._db: sqlite3.Connection | None = None
+        self._broken: str | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Connect, check the durability pragmas and (for a writer) migrate; on failure the
+        store is left without a connection and ``StoreError`` says why."""
+        path, readonly = self.path, self.readonly
         try:
             if readonly:
                 if path != ":memory:" and not os.path.exists(path):
@@ -258,6 +268,8 @@ class Store:
 
     @property
     def db(self) -> sqlite3.Connection:
+        if self._broken is not None:
+            raise StoreError(f"database {self.path} cannot be used: {self._broken}")
         if self._db is None:
             raise StoreClosed(f"the store {self.path} was used after close()")
         return self._db
@@ -266,16 +278,27 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction (``BEGIN IMMEDIATE``), committed durably on exit."""
+        """A short write transaction (``BEGIN IMMEDIATE``), committed durably on exit.
+
+        If anything fails, the commit included (disk full, I/O error, a deferred constraint),
+        nothing of the transaction is kept and the connection is left clean for the next
+        write: rolled back, or reopened if it cannot be. A failed commit raises
+        ``StoreError``; see :attr:`broken` for a store that could not be made clean.
+        """
+        if self.db.in_transaction:      # left behind by a failure elsewhere: never stay stuck
+            self._abandon()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            self._abandon()
             raise
-        else:
+        try:
             db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._abandon()
+            raise StoreError(self._not_saved(e)) from None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -285,7 +308,61 @@ class Store:
         try:
             yield db
         finally:
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                self._abandon()
+                raise
+
+    def _not_saved(self, e: sqlite3.Error) -> str:
+        text = str(e)
+        if "full" in text:
+            advice = "free space on the SD card (antrean status shows disk_free_mb)"
+        else:
+            advice = "check the SD card (dmesg) and the journal; scanning again is safe"
+        return f"database {self.path}: the write was not saved ({text}); nothing of it was " \
+               f"recorded; {advice}"
+
+    def _abandon(self) -> None:
+        """Leave a failed transaction: roll back, else reopen the connection (closing it
+        rolls back); if neither works the store is :attr:`broken`. Never raises."""
+        db = self._db
+        if db is None or not db.in_transaction:
+            return
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            log.warning("database %s: rollback failed (%s); reopening it", self.path, e)
+        if db.in_transaction:
+            self.recover(force=True)
+
+    @property
+    def broken(self) -> str | None:
+        """Why the store has no clean connection (a rollback and a reopen failed), or None.
+
+        A service that depends on the store stops pinging systemd's watchdog while this is
+        set, so systemd restarts it (crash-only); :meth:`recover` tries again meanwhile.
+        """
+        return self._broken
+
+    def recover(self, *, force: bool = False) -> bool:
+        """Reopen a broken store (or, with ``force``, any store); True if it is usable."""
+        was = self._broken
+        if was is None and not force:
+            return True
+        self.close()
+        self._broken = None
+        try:
+            self._open()
+        except StoreError as e:
+            if was is None:
+                log.error("database %s cannot be reopened: %s", self.path, e)
+            self._broken = str(e)
+            return False
+        if was is not None:
+            log.info("database %s reopened", self.path)
+        self._broken = None
+        return True
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap 'anything new?' check."""
