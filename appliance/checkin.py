@@ -5,8 +5,9 @@ demo all go through it. The decision is made inside the write transaction that r
 two processes can never hand out two tickets for one booking, and the scan, the check-in and
 the outbox event commit together (``synchronous=FULL``) before anyone hears a beep.
 
-Verdict precedence and windows follow central-api.md section 3; "today" is always the office's
-date, from the (possibly server-corrected) clock.
+Verdict precedence and windows follow central-api.md section 3; "today" is the lobby's day
+(``Clock.lobby_day``): the office's date from the (possibly server-corrected) clock, or on an
+untrusted clock the day the store has evidence of.
 
 Unreadable input comes in floods (a noisy cable, a scanner pointed at a poster), so a *run* of
 unreadable scans (each within ``RUN_GAP_S`` of the last, for at most ``RUN_SPAN_S``) is one
@@ -134,22 +135,16 @@ class CheckinDesk:
         """The office-local date of an instant: the appointment's day is its slot's day."""
         return datetime.fromtimestamp(epoch, self.tz).date().isoformat()
 
-    def _today(self, db) -> tuple[str, bool]:
-        """The office day, and whether the clock can be trusted for dates and windows.
-
-        An untrusted clock (before the build date, no server time this boot) cannot say
-        what day it is: then bookings are judged on their own day (see ``_decide``) and
-        rejected scans are filed under the newest day this appliance has seen.
-        """
-        if self.clock.trusted:
-            return self.clock.office_day(), True
-        row = db.execute("SELECT MAX(d) FROM (SELECT MAX(office_day) AS d FROM scans UNION"
-                         " ALL SELECT MAX(date) FROM schedules)").fetchone()
-        return (row[0] or self.clock.office_day()), False
-
     def _decide(self, db, parsed, at: float):
-        """Return (verdict, booking or None, code or None, detail, today)."""
-        today, trusted = self._today(db)
+        """Return (verdict, booking or None, code or None, detail, today).
+
+        "today" is the lobby's day (``Clock.lobby_day``). An untrusted clock (before the build
+        date, no server time this boot) cannot say what day it is: then bookings are judged
+        on their own day, the check-in is filed under ``Clock.admission_day`` and no window
+        or ``wrong_day`` applies, so nobody is turned away for a dead RTC battery.
+        """
+        trusted = self.clock.trusted
+        today = self.clock.lobby_day(db)
         if isinstance(parsed, Unreadable):
             return "unreadable", None, None, None, today
         code = parsed.booking_code
@@ -171,18 +166,20 @@ class CheckinDesk:
             usable = is_usable(row and row[0], at, self.config.server.max_schedule_age_hours)
             return ("unknown" if usable else "no_schedule"), None, code, None, today
         if not trusted:
-            today = booking.day  # no clock to say otherwise: the booking's own day
+            today = self.clock.admission_day(db, booking.day)
         if booking.cancelled:
             return "cancelled", booking, code, None, today
         row = db.execute("SELECT ticket FROM checkins WHERE office_day = ? AND booking_code = ?",
                          (today, code)).fetchone()
         if row is not None:
             return "already_checked_in", booking, code, row[0], today
+        if not trusted:
+            return OK, booking, code, None, today
         if booking.day != today:
             return "wrong_day", booking, code, booking.day, today
-        if trusted and at < booking.slot_start - self._early:
+        if at < booking.slot_start - self._early:
             return "too_early", booking, code, self._hhmm(booking.slot_start - self._early), today
-        if trusted and at > booking.slot_end + self._late:
+        if at > booking.slot_end + self._late:
             return "too_late", booking, code, self._hhmm(booking.slot_end + self._late), today
         return OK, booking, code, None, today
 
@@ -226,6 +223,7 @@ class CheckinDesk:
                     (today, code, ticket, booking.service, booking.name, booking.salutation,
                      int(booking.priority), booking.slot_start, at, int(offline),
                      booking.origin))
+                self.clock.pin_lobby_day(db, today)
                 record_event(db, "checkin", {"booking_code": code, "ticket": ticket,
                                              "service": booking.service, "offline": offline},
                              at)

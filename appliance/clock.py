@@ -11,10 +11,21 @@ anchor from an earlier boot is ignored. Every process then decides with :meth:`C
 - a local clock earlier than the build date with no offset from this boot is *untrusted*:
   decisions that depend on the hour are relaxed (see ``Clock.trusted`` and docs/decisions.md),
   because no applicant may be turned away for a dead RTC battery.
+
+Check-ins, counter calls, ``status`` and the screen all work on one day,
+:meth:`Clock.lobby_day`: the office day on a trusted clock, else the day the store has
+evidence of (pinned for this boot by the first check-in), so whoever is let in on an
+untrusted clock is also callable, counted and shown.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import subprocess
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -23,6 +34,11 @@ from appliance import BUILD_DATE
 
 MAX_SKEW_S = 300.0
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+# systemd-timesyncd creates this (on the /run tmpfs, so once per boot) when it has set the clock.
+TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
+TIME_ERROR = 5      # adjtimex's "clock not synchronised"
+TIMEDATECTL_TIMEOUT_S = 2.0
+LOBBY_DAY_KEY = "lobby.day"   # kv: {"day", "boot_id"}, the day pinned on an untrusted clock
 _BUILD_EPOCH = datetime.fromisoformat(BUILD_DATE + "T00:00:00+00:00").timestamp()
 
 
@@ -37,6 +53,51 @@ def boot_id() -> str:
 def boottime() -> float:
     """Seconds since boot, counting suspend; immune to wall-clock jumps."""
     return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _kernel_synced() -> bool | None:
+    """The kernel's NTP state (read-only ``adjtimex``), or None where the call is refused.
+
+    ``ProtectClock=yes`` and the ``@system-service`` filter of the shipped units refuse every
+    ``@clock`` system call with EPERM, even this read-only one.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        buf = ctypes.create_string_buffer(512)    # struct timex, modes = 0: read only
+        state = libc.adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    return None if state == -1 else state != TIME_ERROR
+
+
+def _timedated_synced() -> bool | None:
+    """timedated's ``NTPSynchronized`` over D-Bus (``timedatectl``), or None if unavailable."""
+    tool = shutil.which("timedatectl")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=TIMEDATECTL_TIMEOUT_S,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    answer = out.stdout.strip()
+    return {"yes": True, "no": False}.get(answer) if out.returncode == 0 else None
+
+
+def system_clock_synced(flag_path: str = TIMESYNC_FLAG) -> bool:
+    """Whether NTP has set the system clock, asked in a way that works inside the units.
+
+    In order: systemd-timesyncd's flag file (readable under any sandbox); the kernel's state
+    where ``adjtimex`` is allowed (other NTP daemons, no sandbox); timedated over D-Bus
+    where it is refused; else False. See docs/decisions.md.
+    """
+    if os.path.exists(flag_path):
+        return True
+    kernel = _kernel_synced()
+    if kernel is not None:
+        return kernel
+    return bool(_timedated_synced())
 
 
 def record_server_date(store, server_epoch: float, local_epoch: float, synced: bool,
@@ -72,7 +133,6 @@ class Clock:
         self._refresh_s = refresh_s
         self._read_at = float("-inf")
         self._anchor: float | None = None
-        self.synced = False
 
     def _load(self) -> None:
         now = time.monotonic()
@@ -82,7 +142,6 @@ class Clock:
         value = self._store.get_kv("clock") if self._store is not None else None
         if value and value.get("boot_id") == boot_id() and "server_minus_boottime" in value:
             self._anchor = float(value["server_minus_boottime"])
-            self.synced = bool(value.get("synced"))
         else:
             self._anchor = None
 
@@ -128,3 +187,61 @@ class Clock:
     def office_day(self, epoch: float | None = None) -> str:
         when = self.time() if epoch is None else epoch
         return datetime.fromtimestamp(when, self.tz).date().isoformat()
+
+    # the lobby's day ---------------------------------------------------------------------
+
+    def lobby_day(self, db) -> str:
+        """The office day the lobby is working on; ``db`` is an open connection to the store.
+
+        On a trusted clock it is :meth:`office_day`. On an untrusted one it is the day pinned
+        by the first check-in of this boot, else the latest day with check-ins, else the
+        newest cached schedule's day. Check-ins are filed under it, and ``call``, ``status``
+        and the screen look at it, so everyone let in can be called (docs/decisions.md).
+        """
+        if self.trusted:
+            return self.office_day()
+        return self._pinned_day(db) or self._latest_checkin_day(db) or self._newest_schedule_day(
+            db) or self.office_day()
+
+    def admission_day(self, db, booking_day: str) -> str:
+        """The day a check-in of a booking for ``booking_day`` is filed under.
+
+        On an untrusted clock with no day pinned yet, the booking's own day (an applicant is
+        the best evidence of the date), but never before the latest day with check-ins: time
+        does not run backwards, and an applicant who came days late must not move the lobby.
+        """
+        if self.trusted:
+            return self.office_day()
+        pinned = self._pinned_day(db)
+        if pinned:
+            return pinned
+        return max(booking_day, self._latest_checkin_day(db) or booking_day)
+
+    def pin_lobby_day(self, db, day: str) -> None:
+        """Remember ``day`` for the rest of this boot (in the check-in's write transaction).
+
+        A no-op on a trusted clock or when a day is already pinned this boot.
+        """
+        if self.trusted or self._pinned_day(db):
+            return
+        self._store.set_kv(LOBBY_DAY_KEY, {"day": day, "boot_id": boot_id()}, db=db)
+
+    @staticmethod
+    def _pinned_day(db) -> str | None:
+        row = db.execute("SELECT value FROM kv WHERE key = ?", (LOBBY_DAY_KEY,)).fetchone()
+        try:
+            value = json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+        if isinstance(value, dict) and value.get("boot_id") == boot_id():
+            day = value.get("day")
+            return day if isinstance(day, str) else None
+        return None
+
+    @staticmethod
+    def _latest_checkin_day(db) -> str | None:
+        return db.execute("SELECT MAX(office_day) FROM checkins").fetchone()[0]
+
+    @staticmethod
+    def _newest_schedule_day(db) -> str | None:
+        return db.execute("SELECT MAX(date) FROM schedules").fetchone()[0]

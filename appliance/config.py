@@ -1,7 +1,10 @@
 """The appliance config: one strict TOML file, validated before anything starts.
 
-Strict like Klipper's: an unknown section or key, a wrong type or an out-of-range value is a
-``ConfigError`` naming the key and the file, so a typo never silently falls back to a default.
+Strict like Klipper's: an unknown section or key, a wrong type, an out-of-range value or
+settings that contradict each other (two parts on one GPIO pin, a screen size the display
+cannot lay out) are a ``ConfigError`` naming the key(s) and the file, so a typo never silently
+falls back to a default and nothing is refused later, when a part starts. The ranges are
+defined here once; the parts check with the same definitions.
 Names are fixed by the installer contract (docs/config.md documents every key).
 
 Example (``load_config(path)`` reads the file and does the same)::
@@ -40,6 +43,14 @@ KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 OFFICE_ID_RE = re.compile(r"^[A-Z0-9_-]{1,16}$")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SERIAL_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+# Each side of the screen, in pixels: the smallest the call screen lays out, the largest mode
+# a Pi drives. The display's --size and its layout check with these too.
+SCREEN_SIDE = (240, 8192)
+SOUND_SETTINGS = ("off", "chime", "voice")
+DECODERS = ("zxing", "pyzbar")
+# The Pi's primary UART is on BCM 14 (TXD) and 15 (RXD): a scanner there owns those pins.
+UART_DEVICES = ("serial0", "ttyAMA0", "ttyS0")
+UART_PINS = (14, 15)
 
 
 class _Key:
@@ -95,10 +106,30 @@ def _check_url(value: str) -> str | None:
     return None
 
 
-def _check_size(value: str) -> str | None:
-    if value == "auto" or re.match(r"^[1-9][0-9]{2,4}x[1-9][0-9]{2,4}$", value):
+def parse_screen_size(value: str) -> tuple[int, int] | None:
+    """``"1920x1080"`` -> (1920, 1080), ``"auto"`` -> None; ``ValueError`` says what is wrong.
+
+    The one definition of a valid screen size: ``display.size`` and ``display --size``.
+    """
+    if value == "auto":
         return None
-    return f"{value!r} is not \"auto\" or WIDTHxHEIGHT (for example \"1920x1080\")"
+    m = re.fullmatch(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})", value)
+    if not m:
+        raise ValueError(f"{value!r} is not \"auto\" or WIDTHxHEIGHT (for example "
+                         "\"1920x1080\")")
+    width, height = int(m[1]), int(m[2])
+    lo, hi = SCREEN_SIDE
+    if not (lo <= width <= hi and lo <= height <= hi):
+        raise ValueError(f"{value!r} is out of range: each side {lo} to {hi} pixels")
+    return width, height
+
+
+def _check_size(value: str) -> str | None:
+    try:
+        parse_screen_size(value)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _check_trust_keys(value: dict) -> str | None:
@@ -162,7 +193,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "kind": _Key(str, NO_SCANNER, choices=SCANNER_KINDS),
         "port": _Key(str, "/dev/antrean-scanner"),
         "baudrate": _Key(int, 9600, choices=SERIAL_BAUDRATES),
-        "decoder": _Key(str, "zxing", choices=("zxing", "pyzbar")),
+        "decoder": _Key(str, "zxing", choices=DECODERS),
         "device": _Key(str, ""),
         "camera_width": _Key(int, 640, lo=160, hi=4056),
         "camera_height": _Key(int, 480, lo=120, hi=3040),
@@ -184,7 +215,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "display": {
         "names": _Key(str, "first", choices=("full", "first", "none")),
-        "sound": _Key(str, "voice", choices=("off", "chime", "voice")),
+        "sound": _Key(str, "voice", choices=SOUND_SETTINGS),
         "size": _Key(str, "auto", check=_check_size),
         "fps": _Key(int, 30, lo=1, hi=60),
         "overscan_percent": _Key(int, 3, lo=0, hi=10),
@@ -292,6 +323,43 @@ def _validate_value(where: str, spec: _Key, value: Any) -> Any:
     return value
 
 
+def _gpio_pins(gpio: Section) -> list[tuple[str, int]]:
+    """Every pin the ``[gpio]`` section claims, with the key that claims it."""
+    pins = [(f"gpio.{key}", getattr(gpio, key)) for key in ("green_led", "red_led", "buzzer")]
+    for key in ("next_pins", "recall_pins"):
+        pins += [(f"gpio.{key}[{i}]", pin) for i, pin in enumerate(getattr(gpio, key))]
+    return pins
+
+
+def _check_together(s: dict[str, Section]) -> str | None:
+    """Settings that each pass but contradict each other, or that a part would refuse when
+    it starts: the problem, naming every key involved, or None."""
+    gpio, scanner = s["gpio"], s["scanner"]
+    if gpio.enabled:
+        owner: dict[int, str] = {}
+        for key, pin in _gpio_pins(gpio):
+            if pin in owner:
+                return (f"{owner[pin]} and {key} both use BCM pin {pin}; give every LED, "
+                        "buzzer and button its own pin")
+            owner[pin] = key
+        if scanner.kind == "serial" and os.path.basename(scanner.port) in UART_DEVICES:
+            for pin in UART_PINS:
+                if pin in owner:
+                    return (f"{owner[pin]} uses BCM pin {pin}, but scanner.port "
+                            f"{scanner.port} is the UART on pins {UART_PINS[0]} and "
+                            f"{UART_PINS[1]}; move the {owner[pin]} wire to another pin")
+    elif gpio.mock_panel:
+        return ("gpio.mock_panel is set but gpio.enabled is false, so no button would be "
+                "pressed; set gpio.enabled = true or remove gpio.mock_panel")
+    if scanner.kind == "serial" and not scanner.port:
+        return ("scanner.port is empty but scanner.kind is \"serial\"; set it to the "
+                "scanner's device (for example \"/dev/antrean-scanner\")")
+    if scanner.kind == "keyboard" and not scanner.device:
+        return ("scanner.device is empty but scanner.kind is \"keyboard\"; set it to the "
+                "scanner's input device (/dev/input/by-id/...-event-kbd)")
+    return None
+
+
 def parse_config(data: dict[str, Any], path: str) -> Config:
     """Validate parsed TOML ``data``; ``path`` names the file in every error."""
     base = Path(path).resolve().parent
@@ -328,6 +396,9 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
         if name == "printer":
             _check_printer(values, path)
         sections[name] = Section(values)
+    problem = _check_together(sections)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     return Config(path=str(path), **sections)
 
 

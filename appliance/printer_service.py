@@ -48,11 +48,6 @@ class PrinterService:
         self.stop = stop or threading.Event()
         self.notify = notify or SdNotify()
         self.store = Store(config.storage.path)
-        # The printer's bookkeeping commits must not hold the write lock through an fsync
-        # that the next check-in waits for (bench/printer.py). In WAL mode the scanner's own
-        # FULL commits make these durable too; only a power cut right after a slip can lose
-        # its mark (docs/decisions.md, "Printed slips").
-        self.store.db.execute("PRAGMA synchronous=NORMAL")
         self.queue = PrintQueue(self.store, config, estimator=estimator)
         if printer is None and config.printer.kind != "none":
             from drivers.printer.thermal import printer_from_config

@@ -145,7 +145,7 @@ class Queue:
     def call_next(self, counter: int) -> Call | None:
         """Call the next applicant to ``counter``; None (nothing changes) if nobody waits."""
         with self.store.write() as db:
-            day = self.clock.office_day()
+            day = self.clock.lobby_day(db)
             c = self._counter(db, day, counter)
             rows = waiting(db, day, c.services, limit=1)
             if not rows:
@@ -162,7 +162,7 @@ class Queue:
 
     def _act_on_current(self, counter: int, kind: str) -> Call:
         with self.store.write() as db:
-            day = self.clock.office_day()
+            day = self.clock.lobby_day(db)
             c = self._counter(db, day, counter)
             ticket = self._current(db, day, counter)
             if ticket is None:

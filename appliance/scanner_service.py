@@ -130,12 +130,27 @@ class ScannerService:
         detail = "; ".join(self._problems.values()) or self._scanner_detail
         if (state, detail) == self._health and error is None:
             return
+        self._health = (state, detail)    # once per change, even while the store fails
         try:
             self.store.report_health(SERVICE, state, detail, error)
-            self._health = (state, detail)
         except (AntreanError, sqlite3.Error) as e:
             log.debug("health not recorded: %s", e)
         self.notify.status(f"{state}: {detail}" if detail else state)
+
+    def _store_usable(self) -> bool:
+        """False while the store has no clean connection even after a reopen.
+
+        Then the watchdog is not pinged, so systemd restarts the service (crash-only); a
+        failed write that was rolled back is not such a case: a full disk is not fixed by a
+        restart, and the next scan works as soon as there is space again.
+        """
+        if self.store.broken is None or self.store.recover():
+            if "database" in self._problems:
+                self._set_problem("database", None)
+            return True
+        self._set_problem("database", f"{self.store.broken}; watchdog pings stopped, so "
+                                      "systemd restarts the scanner service")
+        return False
 
     def _set_connected(self, connected: bool) -> None:
         try:
@@ -284,7 +299,8 @@ class ScannerService:
                 except queue.Empty:
                     item = None
                 if ping_every and time.monotonic() >= next_ping:
-                    self.notify.watchdog()
+                    if self._store_usable():
+                        self.notify.watchdog()
                     next_ping = time.monotonic() + ping_every
                 if item is not None:
                     self.handle(item)

@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 
-from appliance.clock import Clock
+from appliance.clock import Clock, system_clock_synced
 from appliance.display_health import read_health
 from appliance.errors import StoreError
 from appliance.outbox import counts as outbox_counts
@@ -85,8 +85,8 @@ def collect_status(config) -> dict:
         return data
     with store:
         clock = Clock(store, config)
-        today = clock.office_day()
         with store.read() as db:
+            today = clock.lobby_day(db)
             info = schedule_info(store, today)
             if info is not None:
                 data["schedule"] = {
@@ -113,7 +113,7 @@ def collect_status(config) -> dict:
                     "running": _pid_alive(pid), "state": state, "detail": detail,
                     "since": updated, "last_error": err, "last_error_at": err_at}
             offset = clock.offset
-            data["clock"] = {"synced": clock.synced, "offset_s": offset,
+            data["clock"] = {"synced": system_clock_synced(), "offset_s": offset,
                              "corrected": clock.corrected, "trusted": clock.trusted}
             data["sync"] = {"last_ok": store.get_kv("sync.last_ok"),
                             "offline_since": store.get_kv("sync.offline_since"),

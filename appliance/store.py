@@ -1,7 +1,8 @@
 """The one SQLite database the three services share.
 
 WAL mode so the display and sync can read while the scanner writes; ``synchronous=FULL`` so
-a commit is on the SD card before the applicant hears the beep; a busy timeout and short
+a commit is on the SD card before the applicant hears the beep (both asserted on every
+connection that writes: ``assert_durable``); a busy timeout and short
 ``BEGIN IMMEDIATE`` transactions so the services never trip over each other. The schema is
 migrated forward by number (``PRAGMA user_version``) in one transaction per step.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -26,7 +28,13 @@ from typing import Any
 
 from appliance.errors import StoreClosed, StoreError
 
+log = logging.getLogger("antrean.store")
+
 BUSY_TIMEOUT_MS = 5000
+# The durability promise (a beep only after the check-in is on the card) rests on these two.
+DURABLE_JOURNAL_MODE = "wal"
+DURABLE_SYNCHRONOUS = 2          # FULL: the WAL is synced at every commit
+SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 # Each entry migrates from version i to i + 1. Never edit a released step; append a new one.
 MIGRATIONS: list[str] = [
@@ -179,6 +187,25 @@ def _statements(script: str) -> list[str]:
     return out
 
 
+def assert_durable(db: sqlite3.Connection, path: str) -> None:
+    """Raise ``StoreError`` unless ``db`` is in WAL mode with ``synchronous=FULL``.
+
+    Checked on every connection that writes, right after it is opened: with ``NORMAL`` or
+    ``OFF`` a commit returns before the WAL is on the card, and a power cut could take back a
+    check-in the applicant already heard accepted.
+    """
+    mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != DURABLE_JOURNAL_MODE:
+        raise StoreError(f"database {path} is in journal mode {mode!r}, not WAL; the store "
+                         "needs a filesystem with shared-memory support (not a network share)")
+    level = db.execute("PRAGMA synchronous").fetchone()[0]
+    if level != DURABLE_SYNCHRONOUS:
+        name = SYNCHRONOUS_NAMES.get(level, str(level))
+        raise StoreError(f"database {path} connection has synchronous={name}, not FULL: a "
+                         "check-in could be acknowledged and then lost on a power cut; "
+                         "this is a bug, report it")
+
+
 class Store:
     """A connection to the shared database, migrated to the current schema on open.
 
@@ -191,6 +218,13 @@ class Store:
         self.path = path
         self.readonly = readonly
         self._db: sqlite3.Connection | None = None
+        self._broken: str | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Connect, check the durability pragmas and (for a writer) migrate; on failure the
+        store is left without a connection and ``StoreError`` says why."""
+        path, readonly = self.path, self.readonly
         try:
             if readonly:
                 if path != ":memory:" and not os.path.exists(path):
@@ -208,10 +242,10 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA foreign_keys=ON")
             if not readonly:
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if mode != "wal" and path != ":memory:":
-                    raise StoreError(f"database {path} cannot use WAL mode (got {mode})")
+                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
+                if path != ":memory:":      # nothing in memory survives anything anyway
+                    assert_durable(self._db, path)
                 self._migrate()
                 self._match_owner()
             else:
@@ -263,6 +297,8 @@ class Store:
 
     @property
     def db(self) -> sqlite3.Connection:
+        if self._broken is not None:
+            raise StoreError(f"database {self.path} cannot be used: {self._broken}")
         if self._db is None:
             raise StoreClosed(f"the store {self.path} was used after close()")
         return self._db
@@ -271,16 +307,27 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction (``BEGIN IMMEDIATE``), committed durably on exit."""
+        """A short write transaction (``BEGIN IMMEDIATE``), committed durably on exit.
+
+        If anything fails, the commit included (disk full, I/O error, a deferred constraint),
+        nothing of the transaction is kept and the connection is left clean for the next
+        write: rolled back, or reopened if it cannot be. A failed commit raises
+        ``StoreError``; see :attr:`broken` for a store that could not be made clean.
+        """
+        if self.db.in_transaction:      # left behind by a failure elsewhere: never stay stuck
+            self._abandon()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            self._abandon()
             raise
-        else:
+        try:
             db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._abandon()
+            raise StoreError(self._not_saved(e)) from None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -290,7 +337,61 @@ class Store:
         try:
             yield db
         finally:
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                self._abandon()
+                raise
+
+    def _not_saved(self, e: sqlite3.Error) -> str:
+        text = str(e)
+        if "full" in text:
+            advice = "free space on the SD card (antrean status shows disk_free_mb)"
+        else:
+            advice = "check the SD card (dmesg) and the journal; scanning again is safe"
+        return f"database {self.path}: the write was not saved ({text}); nothing of it was " \
+               f"recorded; {advice}"
+
+    def _abandon(self) -> None:
+        """Leave a failed transaction: roll back, else reopen the connection (closing it
+        rolls back); if neither works the store is :attr:`broken`. Never raises."""
+        db = self._db
+        if db is None or not db.in_transaction:
+            return
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            log.warning("database %s: rollback failed (%s); reopening it", self.path, e)
+        if db.in_transaction:
+            self.recover(force=True)
+
+    @property
+    def broken(self) -> str | None:
+        """Why the store has no clean connection (a rollback and a reopen failed), or None.
+
+        A service that depends on the store stops pinging systemd's watchdog while this is
+        set, so systemd restarts it (crash-only); :meth:`recover` tries again meanwhile.
+        """
+        return self._broken
+
+    def recover(self, *, force: bool = False) -> bool:
+        """Reopen a broken store (or, with ``force``, any store); True if it is usable."""
+        was = self._broken
+        if was is None and not force:
+            return True
+        self.close()
+        self._broken = None
+        try:
+            self._open()
+        except StoreError as e:
+            if was is None:
+                log.error("database %s cannot be reopened: %s", self.path, e)
+            self._broken = str(e)
+            return False
+        if was is not None:
+            log.info("database %s reopened", self.path)
+        self._broken = None
+        return True
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap 'anything new?' check."""

@@ -218,7 +218,7 @@ def _finish(lobby) -> str:
     lobby.sup.close()
     lobby.scanner_pty.close()
     with Store(str(lobby.files.db), readonly=True) as store:
-        today = Clock(store, config).office_day()
+        today = Clock(store, config).lobby_day(store.db)
         counts = queue_counts(store.db, today)
         verdicts = dict(store.db.execute(
             "SELECT verdict, SUM(count) FROM scans GROUP BY verdict ORDER BY 2 DESC").fetchall())

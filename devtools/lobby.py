@@ -287,7 +287,7 @@ def officer_push_call(lobby: Lobby, counter: int) -> str | None:
     with Store(str(lobby.files.db), readonly=True) as store:
         from appliance.clock import Clock
 
-        rows = waiting(store.db, Clock(store, config).office_day(), limit=1)
+        rows = waiting(store.db, Clock(store, config).lobby_day(store.db), limit=1)
     if not rows:
         return None
     lobby.central.admin("POST", "/_admin/push", {"event": "call",

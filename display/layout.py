@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pygame
 
+from appliance.config import SCREEN_SIDE
+
 # name: (landscape (x, y, w, h), portrait (x, y, w, h)) as fractions of the safe area.
 REGIONS: dict[str, tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = {
     "header":   ((0.00, 0.00, 1.00, 0.10), (0.00, 0.00, 1.00, 0.07)),
@@ -71,7 +73,7 @@ class Layout:
     """Rectangles for one screen size. ``lay[name]`` for regions and parts."""
 
     def __init__(self, width: int, height: int, overscan_percent: int = 3):
-        if min(width, height) < 240:
+        if min(width, height) < SCREEN_SIDE[0]:
             raise ValueError(f"screen {width}x{height} is too small for the call screen")
         self.width, self.height = width, height
         self.portrait = height > width

@@ -163,11 +163,12 @@ class StoreView:
                 return self.snapshot, []
         try:
             version = self.store.data_version()
-            day = self.clock.office_day()
+            # On an untrusted clock the lobby's day moves only with the store (or the refresh).
+            day = self.clock.office_day() if self.clock.trusted else self.snapshot.office_day
             if (version == self._version and day == self.snapshot.office_day
                     and mono - self._read_at < REFRESH_S):
                 return self.snapshot, []
-            snapshot, new_calls = self._read(day)
+            snapshot, new_calls = self._read()
         except sqlite3.OperationalError as e:
             if not self._busy(e):
                 self._fail(mono, self._describe(e))
@@ -251,9 +252,10 @@ class StoreView:
 
     # reading ---------------------------------------------------------------------------------
 
-    def _read(self, day: str) -> tuple[Snapshot, list[CallRow]]:
+    def _read(self) -> tuple[Snapshot, list[CallRow]]:
         assert self.store is not None
         with self.store.read() as db:
+            day = self.clock.lobby_day(db)
             schedule = db.execute(
                 "SELECT office_name, generated_at, services_json, announcements_json"
                 " FROM schedules WHERE date = ?", (day,)).fetchone()

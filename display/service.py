@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sys
 import time
 
+from appliance.config import parse_screen_size
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
 
@@ -60,16 +60,16 @@ def is_raspberry_pi(path: str = PI_MODEL_PATH) -> bool:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``'1920x1080'`` -> (1920, 1080); ``None``/``'auto'`` -> None."""
-    if text in (None, "", "auto"):
+    """``'1920x1080'`` -> (1920, 1080); ``None``/``'auto'`` -> None.
+
+    Checked with the config's own definition (``appliance.config.parse_screen_size``).
+    """
+    if text in (None, ""):
         return None
-    m = re.fullmatch(r"([1-9][0-9]{2,4})x([1-9][0-9]{2,4})", text.strip())
-    if not m:
-        raise DisplayError(f"size {text!r} is not WIDTHxHEIGHT (for example 1920x1080)")
-    w, h = int(m[1]), int(m[2])
-    if min(w, h) < 240 or max(w, h) > 8192:
-        raise DisplayError(f"size {text} is out of range: each side 240 to 8192 pixels")
-    return w, h
+    try:
+        return parse_screen_size(text)
+    except ValueError as e:
+        raise DisplayError(f"screen size {e}") from None
 
 
 def choose_driver(environ=os.environ, on_pi: bool | None = None) -> str | None:

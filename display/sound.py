@@ -35,12 +35,13 @@ from pathlib import Path
 
 import pygame
 
+from appliance.config import SOUND_SETTINGS
 from display.voice import NAME, ClipLibrary, VoiceUnavailable, call_clips
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-SETTINGS = ("off", "chime", "voice")
+SETTINGS = SOUND_SETTINGS   # display.sound, defined with the config
 PAUSE_S = 0.12          # breath between the chime and the voice, and after the name
 MIXER_RATE = 22050       # mono 16-bit: plenty for a chime and a voice, half the memory
 
@@ -67,7 +68,7 @@ class Announcer:
 
     def __init__(self, setting: str, clips: ClipLibrary):
         if setting not in SETTINGS:
-            raise ValueError(f"display.sound is {setting!r}; allowed values: off, chime, voice")
+            raise ValueError(f"display.sound is {setting!r}; allowed values: {', '.join(SETTINGS)}")
         self.setting = setting
         self.clips = clips
         # Started announcements, oldest first (bounded: the display runs for months).

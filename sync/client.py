@@ -12,8 +12,6 @@ server (devtools/devserver.py) on loopback.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import time
 from collections.abc import Iterator
@@ -111,17 +109,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None:
         return None
     return max(0.0, when - (time.time() if now is None else now))
-
-
-def system_clock_synced() -> bool:
-    """Whether the kernel says NTP has the clock in sync (adjtimex: not TIME_ERROR)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        buf = ctypes.create_string_buffer(512)    # struct timex, modes = 0: read only
-        state = libc.adjtimex(buf)
-    except (OSError, AttributeError):
-        return False
-    return state not in (-1, 5)                  # 5 is TIME_ERROR: not synchronised
 
 
 WATCHDOG_SHARE = 0.45   # of WatchdogSec, for one request: pings come every half period

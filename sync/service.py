@@ -26,7 +26,14 @@ from datetime import datetime, timedelta
 import requests
 
 from appliance import BUILD_DATE, __version__
-from appliance.clock import MAX_SKEW_S, Clock, boot_id, boottime, record_server_date
+from appliance.clock import (
+    MAX_SKEW_S,
+    Clock,
+    boot_id,
+    boottime,
+    record_server_date,
+    system_clock_synced,
+)
 from appliance.display_health import heartbeat_display
 from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
@@ -42,7 +49,6 @@ from sync.client import (
     TokenUnavailable,
     request_deadline,
     stream_chunks,
-    system_clock_synced,
 )
 from sync.fault_board import FaultBoard
 from sync.server_time import ServerTimeFilter

@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import KEY, appointment, schedule_doc, sign_doc
+from conftest import KEY, appointment, schedule_doc, sign_doc, write_config
 
 TODAY = datetime.now(ZoneInfo("Asia/Makassar")).date().isoformat()
 
@@ -90,6 +90,14 @@ def test_config_errors_are_one_line(tmp_path):
     proc = antrean("--config", bad, "status", check=False)
     assert_one_line_error(proc, "checkin.late", str(bad))
     assert proc.returncode == 2
+
+
+def test_a_screen_size_the_display_would_refuse_is_a_config_error(tmp_path):
+    bad = write_config(tmp_path / "bad.toml", tmp_path / "x.db", '[display]\nsize = "100x100"\n')
+    for command in (["display", "--snapshot", str(tmp_path / "x.png")], ["status"]):
+        proc = antrean("--config", bad, *command, check=False)
+        assert_one_line_error(proc, "display.size", str(bad), "240 to 8192")
+        assert proc.returncode == 2
 
 
 def test_missing_signature_file(tmp_path, config_path, schedule_file):

@@ -116,3 +116,62 @@ def test_printer_defaults(tmp_path):
     assert cfg.printer.device == "/dev/usb/lp0" and cfg.printer.status == "auto"
     cfg, _ = load(tmp_path, BASE + '[printer]\nkind = "network"\nhost = "192.168.1.50"\n')
     assert (cfg.printer.host, cfg.printer.port) == ("192.168.1.50", 9100)
+# Settings that contradict each other, or that a part would refuse at start, are refused when
+# the config is read: one line naming the key(s) and the file.
+@pytest.mark.parametrize("extra, words", [
+    ('[display]\nsize = "100x100"\n', ["display.size", "240 to 8192"]),
+    ('[display]\nsize = "1920x9000"\n', ["display.size", "240 to 8192"]),
+    ('[display]\nsize = "1920x1080 "\n', ["display.size", "WIDTHxHEIGHT"]),
+    ("[gpio]\nenabled = true\nred_led = 17\n", ["gpio.green_led", "gpio.red_led", "pin 17"]),
+    ("[gpio]\nenabled = true\nnext_pins = [5, 22]\n",
+     ["gpio.buzzer", "gpio.next_pins[1]", "pin 22"]),
+    ("[gpio]\nenabled = true\nnext_pins = [5, 6]\nrecall_pins = [6]\n",
+     ["gpio.next_pins[1]", "gpio.recall_pins[0]", "pin 6"]),
+    ("[gpio]\nenabled = true\nnext_pins = [5, 5]\n",
+     ["gpio.next_pins[0]", "gpio.next_pins[1]", "pin 5"]),
+    ('[scanner]\nkind = "serial"\nport = "/dev/ttyAMA0"\n[gpio]\nenabled = true\n'
+     "next_pins = [14]\n", ["gpio.next_pins[0]", "scanner.port", "pin 14"]),
+    ('[scanner]\nkind = "serial"\nport = ""\n', ["scanner.port", "scanner.kind"]),
+    ('[scanner]\nkind = "keyboard"\n', ["scanner.device", "scanner.kind"]),
+    ('[gpio]\nmock_panel = "panel"\n', ["gpio.mock_panel", "gpio.enabled"]),
+])
+def test_contradicting_settings_are_refused_when_read(tmp_path, extra, words):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, BASE + extra)
+    message = str(e.value)
+    assert message.startswith(str(tmp_path / "c.toml") + ": ")
+    for w in words:
+        assert w in message, message
+    assert "\n" not in message
+
+
+def test_settings_that_only_look_alike_still_load(tmp_path):
+    cfg, _ = load(tmp_path, BASE + '[display]\nsize = "240x8192"\n[gpio]\nnext_pins = [17]\n'
+                  '[scanner]\nkind = "serial"\nport = "/dev/ttyAMA0"\n')
+    assert cfg.display.size == "240x8192"       # the limits themselves are fine
+    assert cfg.gpio.next_pins == [17]           # gpio disabled: its pins drive nothing
+
+
+def test_every_part_checks_with_the_configs_own_definition(tmp_path):
+    """The display's --size, its layout and its sound use the ranges config.py defines, and
+    a size the config accepts is one the screen can lay out."""
+    from appliance import config as cfgmod
+    from display.layout import Layout
+    from display.service import DisplayError, parse_size
+    from display.sound import SETTINGS
+    from drivers.decoder import BACKENDS
+
+    lo, hi = cfgmod.SCREEN_SIDE
+    for text in (f"{lo}x{lo}", f"{hi}x{lo}", "1920x1080"):
+        load(tmp_path, BASE + f'[display]\nsize = "{text}"\n')
+        Layout(*parse_size(text))
+    for text in (f"{lo - 1}x{lo}", f"{lo}x{hi + 1}"):
+        with pytest.raises(ConfigError):
+            load(tmp_path, BASE + f'[display]\nsize = "{text}"\n')
+        with pytest.raises(DisplayError) as e:
+            parse_size(text)
+        assert f"{lo} to {hi}" in str(e.value)
+        with pytest.raises(ValueError):
+            Layout(lo - 1, lo)
+    assert cfgmod.SCHEMA["display"]["sound"].choices == SETTINGS
+    assert cfgmod.SCHEMA["scanner"]["decoder"].choices == BACKENDS
