@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from conftest import TZ, appointment, schedule_doc, sign_doc, write_config
-from drivers.virtual_serial import VirtualSerialScanner
 from gpiozero.pins.mock import MockFactory
 from test_scanner_service import CODES, WAIT, Running, query, today_schedule, wait_for
 
@@ -28,6 +27,7 @@ from appliance.errors import StoreError
 from appliance.notify import SdNotify
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
+from devtools.virtual_serial import VirtualSerialScanner
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = datetime.now(TZ).date().isoformat()
