@@ -96,6 +96,20 @@ def _check_pins(value: list) -> str | None:
     return None
 
 
+SERVICE_CODE_RE = re.compile(r"^[A-Z]{1,3}$")
+
+
+def _check_service_minutes(value: dict) -> str | None:
+    for code, minutes in value.items():
+        if not SERVICE_CODE_RE.match(code):
+            return f"service code {code!r} must be 1-3 capital letters (for example A = 12)"
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+            return f"{code} = {minutes!r} must be a number of minutes"
+        if not 0.5 <= minutes <= 240:
+            return f"{code} = {minutes!r}; minutes must be between 0.5 and 240"
+    return None
+
+
 SCHEMA: dict[str, dict[str, _Key]] = {
     "office": {
         "id": _Key(str, required=True, check=_check_regex(OFFICE_ID_RE, "TRK")),
@@ -157,6 +171,14 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "checkin_panel_seconds": _Key(float, 6.0, lo=1.0, hi=60.0),
         "call_seconds": _Key(float, 8.0, lo=2.0, hi=60.0),
     },
+    "estimate": {
+        "default_minutes": _Key(float, 10.0, lo=0.5, hi=240.0),
+        "minutes": _Key(dict, {}, check=_check_service_minutes),
+        "recent_calls": _Key(int, 10, lo=3, hi=100),
+        "idle_minutes": _Key(float, 30.0, lo=5.0, hi=480.0),
+        "lateness_window_minutes": _Key(float, 60.0, lo=10.0, hi=480.0),
+        "late_notice_minutes": _Key(float, 15.0, lo=1.0, hi=480.0),
+    },
 }
 
 REQUIRED_SECTIONS = ("office", "storage", "trust")
@@ -193,6 +215,7 @@ class Config:
     scanner: Section
     gpio: Section
     display: Section
+    estimate: Section
 
     @property
     def tz(self) -> ZoneInfo:
@@ -260,7 +283,19 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
                 value = str((base / os.path.expanduser(value)).resolve())
             values[key] = value
         sections[name] = Section(values)
+    _check_together(sections, path)
     return Config(path=str(path), **sections)
+
+
+def _check_together(sections: dict[str, Section], path: str) -> None:
+    """Settings that are each in range but contradict each other, refused together."""
+    est = sections["estimate"]
+    slowest = max([est.default_minutes, *est.minutes.values()])
+    if slowest >= est.idle_minutes:
+        raise ConfigError(
+            f"{path}: estimate.idle_minutes ({est.idle_minutes:g}) must be longer than every "
+            f"estimate.default_minutes and estimate.minutes value (the longest is {slowest:g}):"
+            " a gap of idle_minutes between calls is taken as a break, not a slow service")
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
