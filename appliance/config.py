@@ -178,6 +178,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "idle_minutes": _Key(float, 30.0, lo=5.0, hi=480.0),
         "lateness_window_minutes": _Key(float, 60.0, lo=10.0, hi=480.0),
         "late_notice_minutes": _Key(float, 15.0, lo=1.0, hi=480.0),
+        "history_days": _Key(int, 10, lo=0, hi=60),
     },
 }
 

@@ -15,11 +15,13 @@ with nobody to call is idle, not slow) and no longer than ``idle_minutes`` (a br
 interval far above the typical one (an errand) is left out of the mean. Few observations are
 pulled towards the configured minutes, which are all there is at the start of the day.
 
-A counter that leaves people waiting much longer than its service time is away: on a break,
-or closed. Nobody can tell which, so it is expected back after as long again as it has been
-away. A service whose counters are all away gets them back within ``idle_minutes``, so a
-lobby in which nothing moves keeps a bounded estimate. Measured against simulated days in
-``bench/wait_estimate.py``.
+A counter that leaves people waiting much longer than its service time is away. When it is
+usually away then (lunch, prayers: learnt per quarter hour from the past days in the store) it
+is expected back when it usually is, and a usual absence still ahead is waited out in the
+replay too; an absence no past day explains may be the end of its day, so it is expected back
+only after three times as long again as it has lasted. A service whose counters are all away
+gets them back within ``idle_minutes`` (or their usual return), so a lobby in which nothing
+moves keeps a bounded estimate. Measured against simulated days in ``bench/wait_estimate.py``.
 
 Example::
 
@@ -49,6 +51,9 @@ OVERRUN_SHARE = 0.25       # an overrunning service is expected to need this sha
 SHOW_PRIOR = 0.9           # share of bookings that come, until the day has shown its own
 SHOW_PRIOR_WEIGHT = 10.0   # ... counted as this many settled bookings
 MIN_OFFSETS = 15           # check-ins of settled slots before their earliness is trusted
+QUARTER_S = 900.0          # usual absences are learnt per quarter hour of the day
+USUALLY_AWAY = 0.5         # ... and usual when a counter was away this share of it
+UNUSUAL_AWAY = 3.0         # an unexplained absence: back after this many times its length
 STAND_IN_COUNTER = 0       # stands for "whoever serves it" when no counter lists a service
 
 
@@ -63,13 +68,15 @@ class EstimateSettings:
     lateness_window_minutes: float = 60.0
     late_notice_minutes: float = 15.0
     late_checkin_minutes: float = 30.0     # [checkin] late_minutes: how long a booking may come
+    history_days: int = 10
 
     @classmethod
     def from_config(cls, config) -> EstimateSettings:
         est = config.estimate
         return cls(float(est.default_minutes), dict(est.minutes), est.recent_calls,
                    float(est.idle_minutes), float(est.lateness_window_minutes),
-                   float(est.late_notice_minutes), float(config.checkin.late_minutes))
+                   float(est.late_notice_minutes), float(config.checkin.late_minutes),
+                   est.history_days)
 
     def default_s(self, service: str) -> float:
         return 60.0 * float(self.minutes.get(service, self.default_minutes))
@@ -268,6 +275,12 @@ class Paces:
         value = base * self.counter_factor.get(counter, 1.0)
         return min(max(value, MIN_DURATION_S), self.settings.idle_minutes * 60.0)
 
+    def remaining(self, counter: int, service: str, elapsed: float) -> float:
+        """How much longer a service that has lasted ``elapsed`` seconds should take: the
+        expected time left, or a share of the expected time when it is overrunning."""
+        expected = self.seconds(counter, service)
+        return max(expected - elapsed, OVERRUN_SHARE * expected)
+
 
 def paces(intervals: Sequence[Interval], services: Iterable[str],
           settings: EstimateSettings) -> Paces:
@@ -284,6 +297,102 @@ def paces(intervals: Sequence[Interval], services: Iterable[str],
         ratios.setdefault(i.counter, []).append(i.seconds / service_s[i.service])
     factor = {c: _shrunk(r[-recent:], 1.0) for c, r in ratios.items()}
     return Paces(service_s, factor, settings)
+
+
+# Usual absences, from past days -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PastDay:
+    """An earlier office day: its midnight (office time, epoch seconds) and its calls."""
+
+    midnight: float
+    calls: tuple[CounterCall, ...]
+
+
+def _union(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _clip(pieces: list[tuple[float, float]], lo: float, hi: float) -> list[tuple[float, float]]:
+    return [(max(a, lo), min(b, hi)) for a, b in pieces if b > lo and a < hi]
+
+
+def _spread(pieces: Iterable[tuple[float, float]], midnight: float, into: list[float]) -> None:
+    """Add the seconds of ``pieces`` to the quarter hours of the day they fall in."""
+    for a, b in pieces:
+        while a < b:
+            q = int((a - midnight) // QUARTER_S)
+            end = min(b, midnight + (q + 1) * QUARTER_S)
+            if 0 <= q < len(into):
+                into[q] += end - a
+            a = end
+
+
+@dataclass(frozen=True)
+class UsualAbsences:
+    """Per counter, the share of each quarter hour of the day it was away on past days while
+    people it serves waited (lunch, prayers, a counter that closes early)."""
+
+    share: Mapping[int, Sequence[float]] = field(default_factory=dict)
+
+    def away_until(self, counter: int, midnight: float, t: float) -> float:
+        """When the counter's usual absence around ``t`` ends; ``t`` if it is usually there
+        then, or if it usually stays away until the end of the day (then nobody knows)."""
+        shares = self.share.get(counter)
+        q = int((t - midnight) // QUARTER_S)
+        if shares is None or not 0 <= q < len(shares) or shares[q] < USUALLY_AWAY:
+            return t
+        while q < len(shares) and shares[q] >= USUALLY_AWAY:
+            q += 1
+        return t if q == len(shares) else midnight + q * QUARTER_S
+
+
+def usual_absences(past: Sequence[PastDay], counters: Mapping[int, CounterSpec],
+                   settings: EstimateSettings) -> UsualAbsences:
+    """When each counter is usually away, from earlier days' calls.
+
+    On each day a counter worked, it counts as away from the end of its expected service
+    time until its next call whenever that gap was longer than CLOSED_AFTER service times,
+    and after its last call, but only while people it serves were waiting; that time over
+    all waiting time, per quarter hour of the day, is the share.
+    """
+    quarters = int(24 * 3600 // QUARTER_S)
+    away: dict[int, list[float]] = {}
+    seen: dict[int, list[float]] = {}
+    for day in past:
+        if not day.calls:
+            continue
+        spans = _waiting_spans(day.calls, ())
+        specs = dict(counters)
+        for c in day.calls:
+            specs.setdefault(c.counter, CounterSpec(c.counter, None))
+        pace = paces(busy_intervals(day.calls, (), specs, settings), spans, settings)
+        opened = min(c.at for c in day.calls)
+        for cid, seq in _by_counter(day.calls).items():
+            waited = _union(s for svc, items in spans.items() if specs[cid].serves(svc)
+                            for s in items)
+            if not waited:
+                continue
+            waited = _clip(waited, opened, waited[-1][1])
+            gaps = [(a.at + pace.seconds(cid, a.service), b.at)
+                    for a, b in zip(seq, seq[1:], strict=False)
+                    if b.at - a.at > CLOSED_AFTER * pace.seconds(cid, a.service)]
+            gaps.append((seq[-1].at + pace.seconds(cid, seq[-1].service), waited[-1][1]))
+            if seq[0].at - opened > settings.idle_minutes * 60.0:
+                gaps.append((opened, seq[0].at))
+            _spread(waited, day.midnight, seen.setdefault(cid, [0.0] * quarters))
+            for lo, hi in gaps:
+                _spread(_clip(waited, lo, hi), day.midnight,
+                        away.setdefault(cid, [0.0] * quarters))
+    return UsualAbsences({cid: tuple(a / (seen[cid][q] + QUARTER_S / 3)
+                                     for q, a in enumerate(shares))
+                          for cid, shares in away.items()})
 
 
 # Counters ---------------------------------------------------------------------------------
@@ -307,7 +416,7 @@ def pickup_delays(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
     return out
 
 
-def _free_at(last_call: float, expected: float, waiting_since: float | None, now: float,
+def _free_at(last: CounterCall, paces: Paces, waiting_since: float | None, now: float,
              start: float, pickup: float) -> float:
     """When an open counter is expected to call next.
 
@@ -317,10 +426,10 @@ def _free_at(last_call: float, expected: float, waiting_since: float | None, now
     ``pickup`` delay; if they were already waiting, a counter past its expected time is
     overrunning and needs a bit more.
     """
-    finish = last_call + expected
+    finish = last.at + paces.seconds(last.counter, last.service)
     if waiting_since is None or waiting_since >= finish:
         return max(start, finish, (now if waiting_since is None else waiting_since) + pickup)
-    return max(start, finish, now + OVERRUN_SHARE * expected)
+    return max(start, now + paces.remaining(last.counter, last.service, now - last.at))
 
 
 @dataclass(frozen=True)
@@ -334,16 +443,18 @@ class CounterOutlook:
 
 def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
                     counters: Mapping[int, CounterSpec], now: float, settings: EstimateSettings,
-                    paces: Paces, opens_at: float | None = None) -> dict[int, CounterOutlook]:
+                    paces: Paces, opens_at: float | None = None,
+                    usual: UsualAbsences = UsualAbsences(), midnight: float = 0.0
+                    ) -> dict[int, CounterOutlook]:
     """Every known counter: open (and when it calls next) or away (and when it is back).
 
     A counter is away (a break, or gone for the day) once people it could call have waited
     without it calling anyone for CLOSED_AFTER times what its current applicant should take,
-    or ``idle_minutes`` if that is shorter. Nobody can tell a break from the end of its day,
-    so an away counter is expected back after as long again as it has been away (at least
-    ``idle_minutes``): a lunch break is waited out, a counter closed since morning barely
-    counts. Before anyone has called today every counter of the schedule is expected at the
-    opening.
+    or ``idle_minutes`` if that is shorter. If it is usually away now it is back when it
+    usually is; otherwise nobody can tell a break from the end of its day, and it is expected
+    back after UNUSUAL_AWAY times as long as it has been away (at least ``idle_minutes``): a
+    counter closed since morning barely counts. Before anyone has called today every counter
+    of the schedule is expected at the opening.
     """
     start = now if opens_at is None else max(now, opens_at)
     idle_s = settings.idle_minutes * 60.0
@@ -364,13 +475,16 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
         patience = idle_s if expected is None else min(idle_s, CLOSED_AFTER * expected)
         away = now - silent_since
         if pending and away > patience:
-            out[cid] = CounterOutlook(cid, False, now + max(away, idle_s))
+            back = usual.away_until(cid, midnight, now)
+            if back == now:
+                back = now + UNUSUAL_AWAY * max(away, idle_s)
+            out[cid] = CounterOutlook(cid, False, back)
         elif last is None:
             out[cid] = CounterOutlook(cid, True, start)
         else:
             waiting_since = min(pending, default=None)
             out[cid] = CounterOutlook(
-                cid, True, _free_at(last.at, expected, waiting_since, now, start, pickup))
+                cid, True, _free_at(last, paces, waiting_since, now, start, pickup))
     return out
 
 
@@ -446,7 +560,8 @@ class _Item:
 
 
 def _project(items: list[_Item], free: dict[int, float], specs: Mapping[int, CounterSpec],
-             paces: Paces, slots: int) -> list[float]:
+             paces: Paces, slots: int, usual: UsualAbsences = UsualAbsences(),
+             midnight: float = 0.0) -> list[float]:
     """Replay the queue: each counter, when free, calls the first applicant present (in call
     order) among the services it serves, and is busy for that applicant's weight times its
     pace; with nobody present it waits for the next expected arrival. Returns the call time
@@ -462,6 +577,10 @@ def _project(items: list[_Item], free: dict[int, float], specs: Mapping[int, Cou
     heapq.heapify(heap)
     while heap:
         t, cid = heapq.heappop(heap)
+        back = usual.away_until(cid, midnight, t)
+        if back > t:
+            heapq.heappush(heap, (back, cid))
+            continue
         best = None
         next_arrival = float("inf")
         for s in served[cid]:
@@ -503,7 +622,8 @@ def lateness(calls: Sequence[CounterCall], now: float, settings: EstimateSetting
 def estimate_lobby(waiting: Sequence[Waiting], calls: Sequence[CounterCall],
                    counters: Sequence[CounterSpec], now: float, settings: EstimateSettings,
                    *, bookings: Sequence[Booking] = (), services: Sequence[str] = (),
-                   opens_at: float | None = None) -> LobbyEstimate:
+                   opens_at: float | None = None, usual: UsualAbsences = UsualAbsences(),
+                   midnight: float = 0.0) -> LobbyEstimate:
     """Every waiting applicant's expected call, and per service its queue and lateness.
 
     ``waiting`` is in call order (as ``appliance.queue.waiting`` returns it), ``calls`` are
@@ -527,15 +647,19 @@ def estimate_lobby(waiting: Sequence[Waiting], calls: Sequence[CounterCall],
     orphans = tuple(code for code in codes if not any(c.serves(code) for c in specs.values()))
     if orphans:
         specs[STAND_IN_COUNTER] = CounterSpec(STAND_IN_COUNTER, orphans)
-    outlook = counter_outlook(calls, waiting, specs, now, settings, pace, opens_at)
+    outlook = counter_outlook(calls, waiting, specs, now, settings, pace, opens_at, usual,
+                              midnight)
     free = {cid: o.free_at for cid, o in outlook.items()}
     # A service whose counters are all away still gets served: they are expected back within
-    # ``idle_minutes``, so that a lobby where nothing moves keeps a bounded estimate.
+    # ``idle_minutes`` or at the end of their usual absence, so that a lobby where nothing
+    # moves keeps a bounded estimate.
     for code in codes:
         serving = [cid for cid in outlook if specs[cid].serves(code)]
         if not any(outlook[cid].open for cid in serving):
             for cid in serving:
-                free[cid] = min(free[cid], now + settings.idle_minutes * 60.0)
+                back = max(now + settings.idle_minutes * 60.0,
+                           usual.away_until(cid, midnight, now))
+                free[cid] = min(free[cid], back)
 
     items = [_Item((call_order_key(w.priority, w.slot_start, w.checked_in_at), 0, i),
                    w.service, 1.0, now, i) for i, w in enumerate(waiting)]
@@ -547,7 +671,7 @@ def estimate_lobby(waiting: Sequence[Waiting], calls: Sequence[CounterCall],
     for j, code in enumerate(codes):   # the on-time newcomer: takes no counter time
         items.append(_Item((call_order_key(False, now, now), 2, j), code, 0.0, now,
                            len(waiting) + j))
-    call_at = _project(items, free, specs, pace, len(waiting) + len(codes))
+    call_at = _project(items, free, specs, pace, len(waiting) + len(codes), usual, midnight)
 
     seen: dict[str, int] = {}
     applicants = []

@@ -11,7 +11,9 @@ the comparison is against the strongest naive baseline, not a careless one.
 The simulator knows things the estimator does not: true service times per service (lognormal
 with a few long cases), each officer's own speed, breaks and lunch, no-shows at the counter,
 applicants who arrive early or late around their slot, and who does not come at all. The
-estimator sees only what the store holds and the office's configured default minutes.
+estimator sees only what the store holds (the day so far, and the week of ordinary days
+simulated before it, from which it learns when counters usually pause) and the office's
+configured default minutes.
 
 Days (each replayed with several seeds): a quiet day; a rush morning during which counter 2
 closes mid-morning for the rest of the day; a day with many priority applicants. Tuning
@@ -26,6 +28,7 @@ import heapq
 import json
 import math
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,7 +50,8 @@ from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
 
-DAY = "2026-11-30"
+DAY = "2026-12-14"                   # a Monday; the week before is its history
+HISTORY = ["2026-12-07", "2026-12-08", "2026-12-09", "2026-12-10", "2026-12-11"]
 TZ = ZoneInfo("Asia/Makassar")
 OPEN, LAST_SLOT, SLOT_MIN = "08:00", "15:30", 30
 SERVICES = [{"code": "A", "name": "Paspor Baru"}, {"code": "B", "name": "Penggantian Paspor"}]
@@ -74,6 +78,7 @@ class DayKind:
     closes: dict[int, str] = field(default_factory=dict)   # counter -> closed from HH:MM
 
 
+ORDINARY = DayKind("ordinary", (9,) * 16, 0.06)    # the days before the measured one
 DAYS = [
     DayKind("quiet", (6,) * 16, 0.05),
     DayKind("rush, counter 2 closes 10:15", (13,) * 6 + (9,) * 10, 0.06, {2: "10:15"}),
@@ -83,9 +88,9 @@ DAYS = [
 
 # The simulated office ---------------------------------------------------------------------
 
-def appointments(kind: DayKind, rng: random.Random) -> list[dict]:
+def appointments(kind: DayKind, rng: random.Random, day: str) -> list[dict]:
     items, codes = [], set()
-    start = datetime.fromisoformat(f"{DAY}T{OPEN}").replace(tzinfo=TZ)
+    start = datetime.fromisoformat(f"{day}T{OPEN}").replace(tzinfo=TZ)
     for slot, count in enumerate(kind.per_slot):
         begin = start + timedelta(minutes=SLOT_MIN * slot)
         for _ in range(count):
@@ -134,15 +139,17 @@ class Officer:
         return None if t >= self.closes else t
 
 
-def officers(kind: DayKind, rng: random.Random) -> dict[int, Officer]:
+def officers(kind: DayKind, rng: random.Random, day: str) -> dict[int, Officer]:
+    """The day's officers: their speed, start, one short break, lunch in two shifts (the
+    office's habit, the same every day) and, on some days, a counter closing early."""
     out = {}
     for c in COUNTERS:
         cid = c["id"]
-        lunch = at("12:00") if cid % 2 else at("12:45")
-        short = at("09:30") + rng.uniform(0, 5 * 3600)
+        lunch = at("12:00", day) if cid % 2 else at("12:45", day)
+        short = at("09:30", day) + rng.uniform(0, 5 * 3600)
         breaks = sorted([(lunch, lunch + 45 * 60), (short, short + 60 * rng.uniform(10, 25))])
-        closes = at(kind.closes[cid]) if cid in kind.closes else float("inf")
-        out[cid] = Officer(cid, rng.uniform(0.85, 1.2), at(OPEN) + rng.uniform(0, 600),
+        closes = at(kind.closes[cid], day) if cid in kind.closes else float("inf")
+        out[cid] = Officer(cid, rng.uniform(0.85, 1.2), at(OPEN, day) + rng.uniform(0, 600),
                            breaks, closes)
     return out
 
@@ -175,72 +182,101 @@ def write_config(folder: Path, key) -> object:
     return load_config(path)
 
 
-def replay(kind: DayKind, seed: int, folder: Path) -> list[Sample]:
-    """One simulated day through the real desk, queue and store; a sample per check-in."""
-    rng = random.Random(f"{kind.name}/{seed}")
-    key = generate_key("kbench")
-    config = write_config(folder, key)
+def simulate(store, config, key, day: str, kind: DayKind, rng: random.Random,
+             measure: bool) -> list[Sample]:
+    """One simulated day through the real desk, queue and store on a simulated clock; with
+    ``measure``, the estimate of every check-in and, later, when it was called."""
     doc = {"format": "antrean.schedule/1",
            "office": {"id": "TRK", "name": "Kantor Imigrasi Tarakan", "timezone": "Asia/Makassar"},
-           "date": DAY, "version": 1, "generated_at": "2026-11-29T20:00:00Z",
+           "date": day, "version": 1, "generated_at": f"{HISTORY[0]}T00:00:00Z",
            "opening_hours": {"open": OPEN, "close": "16:00"}, "services": SERVICES,
-           "counters": COUNTERS, "appointments": appointments(kind, rng), "announcements": []}
+           "counters": COUNTERS, "appointments": appointments(kind, rng, day),
+           "announcements": []}
     body = json.dumps(doc).encode()
-    now = [at("07:00")]
-    with Store(config.storage.path) as store:
-        store.db.execute("PRAGMA synchronous=OFF")   # a benchmark of estimates, not of fsync
-        save_schedule(store, verify_schedule(body, key.sign_header(body), config),
-                      source="import", etag=None)
-        clock = Clock(store, config, wall=lambda: now[0])
-        desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
-        staff = officers(kind, rng)
-        events: list[tuple[float, int, str, object]] = []
-        seq = iter(range(10**9))
-        for appt in doc["appointments"]:
-            t = arrival(appt, rng)
-            if t is not None:
-                events.append((t, next(seq), "arrive", appt["booking_code"]))
-        for officer in staff.values():
-            events.append((officer.starts, next(seq), "free", officer.counter))
-        heapq.heapify(events)
-        samples: dict[str, Sample] = {}
-        idle: set[int] = set()
-        while events:
-            t, _, what, data = heapq.heappop(events)
-            now[0] = t
-            if what == "arrive":
-                r = desk.scan(str(data))
-                if not r.accepted:
-                    raise RuntimeError(f"simulated check-in refused: {r.verdict}")
+    now = [at("07:00", day)]
+    save_schedule(store, verify_schedule(body, key.sign_header(body), config),
+                  source="import", etag=None)
+    clock = Clock(store, config, wall=lambda: now[0])
+    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+    staff = officers(kind, rng, day)
+    events: list[tuple[float, int, str, object]] = []
+    seq = iter(range(10**9))
+    for appt in doc["appointments"]:
+        t = arrival(appt, rng)
+        if t is not None:
+            events.append((t, next(seq), "arrive", appt["booking_code"]))
+    for officer in staff.values():
+        events.append((officer.starts, next(seq), "free", officer.counter))
+    heapq.heapify(events)
+    samples: dict[str, Sample] = {}
+    idle: set[int] = set()
+    while events:
+        t, _, what, data = heapq.heappop(events)
+        now[0] = t
+        if what == "arrive":
+            r = desk.scan(str(data))
+            if not r.accepted:
+                raise RuntimeError(f"simulated check-in refused: {r.verdict}")
+            ahead, wait = -1, 0.0
+            if measure:
                 with store.read() as db:
-                    est = wait_estimates(db, DAY, t, config).for_ticket(r.ticket)
-                row = store.db.execute("SELECT service, priority FROM checkins WHERE ticket = ?",
-                                       (r.ticket,)).fetchone()
-                samples[r.ticket] = Sample(row[0], bool(row[1]), est.ahead, est.wait_s, t)
-                for cid in sorted(idle):       # an idle officer notices within a minute or so
-                    heapq.heappush(events, (t + rng.uniform(10, 90), next(seq), "free", cid))
-                idle.clear()
-                continue
-            officer = staff[data]
-            when = officer.available_from(t)
-            if when is None:
-                continue
-            if when > t:
-                heapq.heappush(events, (when, next(seq), "free", officer.counter))
-                continue
-            call = queue.call_next(officer.counter)
-            if call is None:
-                idle.add(officer.counter)
-                continue
-            samples[call.ticket].called = t
-            if rng.random() < 0.03:            # called, but gone: wait a little, then next
-                now[0] = t + rng.uniform(60, 150)
-                queue.no_show(officer.counter)
-                busy = now[0] - t
-            else:
-                busy = service_seconds(samples[call.ticket].service, officer, rng)
-            heapq.heappush(events, (t + busy, next(seq), "free", officer.counter))
+                    est = wait_estimates(db, day, t, config).for_ticket(r.ticket)
+                ahead, wait = est.ahead, est.wait_s
+            row = store.db.execute("SELECT service, priority FROM checkins WHERE ticket = ? AND"
+                                   " office_day = ?", (r.ticket, day)).fetchone()
+            samples[r.ticket] = Sample(row[0], bool(row[1]), ahead, wait, t)
+            for cid in sorted(idle):       # an idle officer notices within a minute or so
+                heapq.heappush(events, (t + rng.uniform(10, 90), next(seq), "free", cid))
+            idle.clear()
+            continue
+        officer = staff[data]
+        when = officer.available_from(t)
+        if when is None:
+            continue
+        if when > t:
+            heapq.heappush(events, (when, next(seq), "free", officer.counter))
+            continue
+        call = queue.call_next(officer.counter)
+        if call is None:
+            idle.add(officer.counter)
+            continue
+        samples[call.ticket].called = t
+        if rng.random() < 0.03:            # called, but gone: wait a little, then next
+            now[0] = t + rng.uniform(60, 150)
+            queue.no_show(officer.counter)
+            busy = now[0] - t
+        else:
+            busy = service_seconds(samples[call.ticket].service, officer, rng)
+        heapq.heappush(events, (t + busy, next(seq), "free", officer.counter))
     return [s for s in samples.values() if s.called is not None]
+
+
+def open_store(folder: Path, key):
+    config = write_config(folder, key)
+    store = Store(config.storage.path)
+    store.db.execute("PRAGMA synchronous=OFF")   # a benchmark of estimates, not of fsync
+    return config, store
+
+
+def history(seed: int, folder: Path, key) -> Path:
+    """A week of ordinary days before the measured one, as the store would hold them."""
+    folder.mkdir(parents=True)
+    config, store = open_store(folder, key)
+    with store:
+        for i, day in enumerate(HISTORY):
+            simulate(store, config, key, day, ORDINARY, random.Random(f"history/{seed}/{i}"),
+                     measure=False)
+    return Path(config.storage.path)
+
+
+def replay(kind: DayKind, seed: int, folder: Path, past: Path, key) -> list[Sample]:
+    """The measured day, on a copy of the store that holds its history."""
+    folder.mkdir(parents=True)
+    shutil.copyfile(past, folder / "antrean.db")
+    config, store = open_store(folder, key)
+    with store:
+        return simulate(store, config, key, DAY, kind, random.Random(f"{kind.name}/{seed}"),
+                        measure=True)
 
 
 # Scoring ----------------------------------------------------------------------------------
@@ -269,14 +305,12 @@ def errors(samples: list[Sample], baseline: dict[str, float]) -> tuple[list[floa
 
 
 def run(seeds, tmp: Path) -> dict[str, list[Sample]]:
-    out = {}
-    for kind in DAYS:
-        out[kind.name] = []
-        for seed in seeds:
-            folder = tmp / f"{DAYS.index(kind)}-{seed}"
-            folder.parent.mkdir(exist_ok=True)
-            folder.mkdir()
-            out[kind.name] += replay(kind, seed, folder)
+    key = generate_key("kbench")
+    out: dict[str, list[Sample]] = {kind.name: [] for kind in DAYS}
+    for seed in seeds:
+        past = history(seed, tmp / f"{seed}" / "history", key)
+        for i, kind in enumerate(DAYS):
+            out[kind.name] += replay(kind, seed, tmp / f"{seed}" / f"day{i}", past, key)
     return out
 
 

@@ -42,6 +42,7 @@ def test_minimal_config_has_defaults_and_resolves_paths(tmp_path):
     ("[estimate]\nminutes = 12\n", ["estimate.minutes", "a table"]),
     ("[estimate]\nrecent_calls = 2\n", ["estimate.recent_calls", "between"]),
     ("[estimate]\nwindow = 60\n", ["estimate.window", "unknown key"]),
+    ("[estimate]\nhistory_days = 61\n", ["estimate.history_days", "between 0 and 60"]),
     ("[estimate]\nidle_minutes = 20\nminutes = { B = 25 }\n",
      ["estimate.idle_minutes", "longest is 25", "break"]),
     ("[estimate]\nidle_minutes = 8\n", ["estimate.idle_minutes", "longest is 10"]),
@@ -62,6 +63,7 @@ def test_estimate_section_defaults_and_overrides(tmp_path):
     assert (est.default_minutes, est.minutes, est.recent_calls, est.idle_minutes) == (
         10.0, {}, 10, 30.0)
     assert (est.lateness_window_minutes, est.late_notice_minutes) == (60.0, 15.0)
+    assert est.history_days == 10
     cfg, _ = load(tmp_path, BASE + "[estimate]\ndefault_minutes = 9\nminutes = { A = 12, "
                   "B = 7.5 }\nidle_minutes = 45\nlate_notice_minutes = 20\n")
     assert cfg.estimate.default_minutes == 9.0 and cfg.estimate.minutes == {"A": 12, "B": 7.5}

@@ -2,6 +2,7 @@
 and the same model read from a real store."""
 
 import math
+from dataclasses import replace
 
 import pytest
 from conftest import appointment, schedule_doc, sign_doc
@@ -15,16 +16,21 @@ from appliance.lobby_view import wait_estimates
 from appliance.queue import Queue, call_order_key, waiting
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.wait_estimate import (
+    QUARTER_S,
     Booking,
     CounterCall,
     CounterSpec,
     EstimateSettings,
+    PastDay,
+    UsualAbsences,
     Waiting,
     busy_intervals,
+    counter_outlook,
     estimate_lobby,
     lateness,
     paces,
     robust_mean,
+    usual_absences,
 )
 
 M = 60.0
@@ -117,13 +123,13 @@ def test_breaks_and_outliers_do_not_count_as_service_time():
 def test_an_away_counter_leaves_the_work_to_the_others_and_is_expected_back():
     # Counters 1 and 2 (both A) called every 10 min since -120; counter 2 stopped at -60.
     calls = steady_calls(1, -120, 13, 10) + steady_calls(2, -120, 7, 10)
-    rows = [wait(f"A9{i:02d}", slot=-90, came=-90 + i) for i in range(8)]
+    rows = [wait(f"A9{i:02d}", slot=-90, came=-90 + i / 10) for i in range(20)]
     est = estimate_lobby(rows, calls, [CounterSpec(1, ("A",)), ONLY_A], T0, S)
     assert est.open_counters == (1,)
-    # Counter 1 (just called) alone every 10 minutes, until counter 2 is expected back after
-    # another hour (as long again as it has been away): then both.
+    # Counter 1 (just called) alone every 10 minutes, until counter 2 is expected back: an
+    # absence no past day explains counts three times as long again as it has lasted (60).
     assert [a.wait_s / M for a in est.applicants] == pytest.approx(
-        [10, 20, 30, 40, 50, 60, 60, 70])
+        [10 * (k + 1) for k in range(18)] + [180, 190])
 
 
 def test_a_counter_serving_several_services_calls_in_queue_order():
@@ -201,6 +207,73 @@ def test_no_counters_known_at_all():
     assert estimate_lobby([], [], [], T0, S).applicants == ()
 
 
+# Usual absences, learnt from past days -------------------------------------------------------
+
+MIDNIGHT = T0 - 11 * 3600           # T0 is 11:00 in these days
+
+
+def past_day(days_ago, calls_at, *, came=-60, service="A", counter=1):
+    """A past day whose counter called at ``calls_at`` (minutes from 11:00), everyone there
+    since ``came``."""
+    shift = days_ago * 86400
+    return PastDay(MIDNIGHT - shift, tuple(
+        CounterCall(counter, f"{service}{i:03d}", service, T0 - shift + at * M,
+                    T0 - shift + came * M, T0 - shift + came * M)
+        for i, at in enumerate(calls_at)))
+
+
+LUNCH_DAY = [*range(-60, 51, 10), *range(105, 180, 10)]  # 10:00-11:50, lunch, 12:45-13:55
+
+
+def test_a_usual_lunch_is_learnt_per_quarter_hour():
+    usual = usual_absences([past_day(1, LUNCH_DAY), past_day(2, LUNCH_DAY)], {1: BOTH}, S)
+    quarter = {round((MIDNIGHT + q * QUARTER_S - T0) / M): share
+               for q, share in enumerate(usual.share[1]) if share}
+    # Away from the end of the 11:50 service (12:00) until the 12:45 call, both days.
+    assert list(quarter) == [60, 75, 90]
+    assert all(share > 0.8 for share in quarter.values())
+    assert usual.away_until(1, MIDNIGHT, T0 + 65 * M) == T0 + 105 * M
+    assert usual.away_until(1, MIDNIGHT, T0 + 30 * M) == T0 + 30 * M
+    assert usual.away_until(2, MIDNIGHT, T0 + 65 * M) == T0 + 65 * M
+
+
+def test_idle_time_on_past_days_is_not_an_absence():
+    # The same gap with nobody waiting (each applicant came just before being called).
+    quiet = PastDay(MIDNIGHT - 86400, tuple(
+        CounterCall(1, f"A{i:03d}", "A", T0 - 86400 + at * M, None, T0 - 86400 + (at - 1) * M)
+        for i, at in enumerate(LUNCH_DAY)))
+    usual = usual_absences([quiet], {1: BOTH}, S)
+    assert max(usual.share[1]) < 0.2     # only the minute a newcomer waited to be noticed
+    assert usual.away_until(1, MIDNIGHT, T0 + 65 * M) == T0 + 65 * M
+
+
+def test_the_usual_lunch_is_waited_out_and_an_unusual_absence_counted_longer():
+    usual = usual_absences([past_day(1, LUNCH_DAY), past_day(2, LUNCH_DAY)], {1: BOTH}, S)
+    one = [CounterSpec(1, ("A",))]
+    calls = [call(1, "A000", 30, slot=-30, came=-40)]              # 11:30
+    rows = [wait(f"A00{i}", slot=0, came=25) for i in (1, 2, 3)]
+    now = T0 + 35 * M
+
+    def waits(usual=usual, calls=calls, now=now):
+        est = estimate_lobby(rows, calls, one, now, S, usual=usual, midnight=MIDNIGHT)
+        return [round(a.wait_s / M, 2) for a in est.applicants]
+
+    assert waits(UsualAbsences()) == [5, 15, 25]
+    assert waits() == [5, 15, 70]          # the third would be called at 12:00: after lunch
+    # At 12:30 the counter has not called since 11:50: away, and usually so until 12:45.
+    lunch = [call(1, "A000", 50, slot=-30, came=-40)]
+    assert waits(calls=lunch, now=T0 + 90 * M)[0] == pytest.approx(15)
+    # Silent since 09:50 with people waiting since 10:00 is not usual at 10:30: expected back
+    # after three times the 30 minutes ...
+    rows[:] = [wait(f"A00{i}", slot=-60, came=-60) for i in (1, 2, 3)]
+    silent = [call(1, "A000", -70, slot=-90, came=-90)]
+    outlook = counter_outlook(silent, rows, {1: one[0]}, T0 - 30 * M, S, paces([], "A", S),
+                              usual=usual, midnight=MIDNIGHT)
+    assert not outlook[1].open and outlook[1].free_at == T0 + 60 * M
+    # ... but the only counter of a service is expected back within idle_minutes.
+    assert waits(calls=silent, now=T0 - 30 * M)[0] == pytest.approx(30)
+
+
 # Properties over random lobbies --------------------------------------------------------------
 
 CODES = ("A", "B", "C")
@@ -237,23 +310,34 @@ def lobbies(draw):
                             minutes={"B": draw(st.floats(0.5, idle - 0.5))})
     opens = draw(st.one_of(st.none(), st.floats(-120, 60)))
     opens_at = None if opens is None else T0 + opens * M
-    return in_order(rows), calls, counters, bookings, conf, opens_at
+    usual = UsualAbsences({spec.id: tuple(draw(st.lists(st.sampled_from((0.0, 0.3, 0.9)),
+                                                         min_size=96, max_size=96)))
+                           for spec in counters if draw(st.booleans())})
+    return in_order(rows), calls, counters, bookings, conf, opens_at, usual
 
 
-def bound(rows, bookings, conf, opens_at, now):
+def bound(rows, bookings, conf, opens_at, now, usual):
     """No wait is longer than: until opening, a counter's return and its pickup, then every
-    waiting and expected applicant ahead at the longest possible service time."""
+    waiting and expected applicant ahead at the longest possible service time; counters
+    usually away may add the rest of the day."""
     idle = conf.idle_minutes * M
-    return max(0.0, (opens_at or now) - now) + 2 * idle + (len(rows) + len(bookings) + 1) * idle
+    habits = max(0.0, MIDNIGHT + 86400 - now) if usual.share else 0.0
+    return (max(0.0, (opens_at or now) - now) + habits + 2 * idle
+            + (len(rows) + len(bookings) + 1) * idle)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lobbies(), st.floats(0, 600))
 def test_properties(lobby, later_minutes):
-    rows, calls, counters, bookings, conf, opens_at = lobby
-    limit = bound(rows, bookings, conf, opens_at, T0)
-    est = estimate_lobby(rows, calls, counters, T0, conf, bookings=bookings,
-                         services=CODES, opens_at=opens_at)
+    rows, calls, counters, bookings, conf, opens_at, usual = lobby
+    limit = bound(rows, bookings, conf, opens_at, T0, usual)
+
+    def estimate(now):
+        return estimate_lobby(rows, calls, counters, now, conf, bookings=bookings,
+                              services=CODES, opens_at=opens_at, usual=usual,
+                              midnight=MIDNIGHT)
+
+    est = estimate(T0)
     assert [a.ticket for a in est.applicants] == [w.ticket for w in rows]
     for a in est.applicants:
         assert math.isfinite(a.wait_s) and 0 <= a.wait_s <= limit
@@ -269,13 +353,9 @@ def test_properties(lobby, later_minutes):
     # Bounded when nothing moves: the same rows hours later still give bounded waits, and
     # once every booking's window has closed the estimate no longer changes with time.
     later = T0 + later_minutes * M
-    moved = estimate_lobby(rows, calls, counters, later, conf, bookings=bookings,
-                           services=CODES, opens_at=opens_at)
-    assert all(a.wait_s <= bound(rows, bookings, conf, opens_at, later)
-               for a in moved.applicants)
-    day, two_days = (estimate_lobby(rows, calls, counters, T0 + h * 3600, conf,
-                                    bookings=bookings, services=CODES, opens_at=opens_at)
-                     for h in (24, 48))
+    assert all(a.wait_s <= bound(rows, bookings, conf, opens_at, later, usual)
+               for a in estimate(later).applicants)
+    day, two_days = (estimate(T0 + h * 3600) for h in (24, 48))
     assert [a.wait_s for a in day.applicants] == pytest.approx(
         [a.wait_s for a in two_days.applicants])
 
@@ -337,3 +417,48 @@ def test_estimates_read_from_a_real_store(config, store):
     # A002 was called 17 minutes after its slot start; the priority lane does not count.
     assert est.for_service("A").lateness_s == pytest.approx(17 * M)
     assert est.for_service("B").lateness_s is None
+
+
+def test_usual_absences_are_learnt_from_past_days_in_the_store(config, store):
+    today, past = "2026-12-03", ("2026-12-01", "2026-12-02")
+    wall = Wall(today, "11:20")
+    clock = Clock(store, config, wall=wall)
+    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+
+    def open_day(day, codes, hhmm):
+        doc = schedule_doc(day, [appointment(c, day, hhmm) for c in codes])
+        save_schedule(store, verify_schedule(*sign_doc(doc), config), source="import",
+                      etag=None)
+
+    open_day(today, ["TODAY000", "TODAY001", "TODAY002", "TODAY003"], "11:00")
+    assert desk.scan("TODAY000").ticket == "A001"
+    wall.set(today, "11:25")
+    assert [desk.scan(f"TODAY00{i}").ticket for i in (1, 2, 3)] == ["A002", "A003", "A004"]
+    wall.set(today, "11:30")
+    queue.call_next(1)
+    wall.set(today, "11:35")
+
+    def waits():
+        with store.read() as db:
+            est = wait_estimates(db, today, wall(), config)
+        return [round(a.wait_s / M) for a in est.applicants]
+
+    assert waits() == [5, 15, 25]
+    # The two days before, counter 1 went to lunch after the 11:50 call and was back at 12:45
+    # while people waited.
+    for day in past:
+        codes = [f"P{day[-1]}{i:06d}" for i in range(16)]
+        open_day(day, codes, "10:00")
+        wall.set(day, "10:00")
+        for code in codes:
+            assert desk.scan(code).accepted
+        for hhmm in [f"{h}:{m}0" for h in (10, 11) for m in range(6)] + [
+                "12:45", "12:55", "13:05", "13:15"]:
+            wall.set(day, hhmm)
+            assert queue.call_next(1) is not None
+    wall.set(today, "11:35")
+    assert waits() == [5, 15, 70]       # the third would be called at 12:00: after lunch
+    with store.read() as db:
+        est = wait_estimates(db, today, wall(), config,
+                             replace(EstimateSettings.from_config(config), history_days=0))
+    assert [round(a.wait_s / M) for a in est.applicants] == [5, 15, 25]
