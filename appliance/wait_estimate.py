@@ -341,16 +341,26 @@ class UsualAbsences:
 
     share: Mapping[int, Sequence[float]] = field(default_factory=dict)
 
-    def away_until(self, counter: int, midnight: float, t: float) -> float:
-        """When the counter's usual absence around ``t`` ends; ``t`` if it is usually there
-        then, or if it usually stays away until the end of the day (then nobody knows)."""
+    def absence(self, counter: int, midnight: float, t: float) -> tuple[float, float] | None:
+        """The usual absence around ``t`` as (start, end); None if the counter is usually
+        there then, or usually stays away until the end of the day (then nobody knows)."""
         shares = self.share.get(counter)
         q = int((t - midnight) // QUARTER_S)
         if shares is None or not 0 <= q < len(shares) or shares[q] < USUALLY_AWAY:
-            return t
-        while q < len(shares) and shares[q] >= USUALLY_AWAY:
-            q += 1
-        return t if q == len(shares) else midnight + q * QUARTER_S
+            return None
+        first, last = q, q
+        while first > 0 and shares[first - 1] >= USUALLY_AWAY:
+            first -= 1
+        while last < len(shares) and shares[last] >= USUALLY_AWAY:
+            last += 1
+        if last == len(shares):
+            return None
+        return midnight + first * QUARTER_S, midnight + last * QUARTER_S
+
+    def away_until(self, counter: int, midnight: float, t: float) -> float:
+        """When the counter's usual absence around ``t`` ends; ``t`` if there is none."""
+        run = self.absence(counter, midnight, t)
+        return t if run is None else run[1]
 
 
 def usual_absences(past: Sequence[PastDay], counters: Mapping[int, CounterSpec],
@@ -450,10 +460,11 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
 
     A counter is away (a break, or gone for the day) once people it could call have waited
     without it calling anyone for CLOSED_AFTER times what its current applicant should take,
-    or ``idle_minutes`` if that is shorter. If it is usually away now it is back when it
-    usually is; otherwise nobody can tell a break from the end of its day, and it is expected
-    back after UNUSUAL_AWAY times as long as it has been away (at least ``idle_minutes``): a
-    counter closed since morning barely counts. Before anyone has called today every counter
+    or ``idle_minutes`` if that is shorter. If it is usually away now, and left about when it
+    usually does, it is back when it usually is; otherwise nobody can tell a break from the
+    end of its day, and it is expected back after UNUSUAL_AWAY times as long as it has been
+    away (at least ``idle_minutes``): a counter closed since morning barely counts. Before
+    anyone has called today every counter
     of the schedule is expected at the opening.
     """
     start = now if opens_at is None else max(now, opens_at)
@@ -475,8 +486,10 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
         patience = idle_s if expected is None else min(idle_s, CLOSED_AFTER * expected)
         away = now - silent_since
         if pending and away > patience:
-            back = usual.away_until(cid, midnight, now)
-            if back == now:
+            run = usual.absence(cid, midnight, now)
+            if run is not None and silent_since + (expected or 0.0) >= run[0] - QUARTER_S:
+                back = run[1]                # its usual pause, begun about when it usually does
+            else:
                 back = now + UNUSUAL_AWAY * max(away, idle_s)
             out[cid] = CounterOutlook(cid, False, back)
         elif last is None:

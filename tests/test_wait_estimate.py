@@ -270,7 +270,11 @@ def test_the_usual_lunch_is_waited_out_and_an_unusual_absence_counted_longer():
     outlook = counter_outlook(silent, rows, {1: one[0]}, T0 - 30 * M, S, paces([], "A", S),
                               usual=usual, midnight=MIDNIGHT)
     assert not outlook[1].open and outlook[1].free_at == T0 + 60 * M
-    # ... but the only counter of a service is expected back within idle_minutes.
+    # Still away at 12:10, in its usual lunch: but it left long before lunch, so not that.
+    outlook = counter_outlook(silent, rows, {1: one[0]}, T0 + 70 * M, S, paces([], "A", S),
+                              usual=usual, midnight=MIDNIGHT)
+    assert outlook[1].free_at == T0 + 70 * M + 3 * 130 * M
+    # ... and the only counter of a service is expected back within idle_minutes.
     assert waits(calls=silent, now=T0 - 30 * M)[0] == pytest.approx(30)
 
 
