@@ -464,8 +464,7 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
     usually does, it is back when it usually is; otherwise nobody can tell a break from the
     end of its day, and it is expected back after UNUSUAL_AWAY times as long as it has been
     away (at least ``idle_minutes``): a counter closed since morning barely counts. Before
-    anyone has called today every counter
-    of the schedule is expected at the opening.
+    anyone has called today every counter of the schedule is expected at the opening.
     """
     start = now if opens_at is None else max(now, opens_at)
     idle_s = settings.idle_minutes * 60.0
