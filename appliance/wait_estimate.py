@@ -69,6 +69,7 @@ class EstimateSettings:
     late_notice_minutes: float = 15.0
     late_checkin_minutes: float = 30.0     # [checkin] late_minutes: how long a booking may come
     history_days: int = 10
+    early_checkin_minutes: float = 60.0    # [checkin] early_minutes
 
     @classmethod
     def from_config(cls, config) -> EstimateSettings:
@@ -76,7 +77,7 @@ class EstimateSettings:
         return cls(float(est.default_minutes), dict(est.minutes), est.recent_calls,
                    float(est.idle_minutes), float(est.lateness_window_minutes),
                    float(est.late_notice_minutes), float(config.checkin.late_minutes),
-                   est.history_days)
+                   est.history_days, float(config.checkin.early_minutes))
 
     def default_s(self, service: str) -> float:
         return 60.0 * float(self.minutes.get(service, self.default_minutes))
@@ -532,9 +533,11 @@ def expected_arrivals(bookings: Sequence[Booking], checked_in: Sequence[tuple[fl
     Someone with an earlier slot or in the priority lane who checks in later still goes
     first, so they belong in the forecast. ``checked_in`` holds (slot start, check-in time)
     of today's check-ins. How many come and how early is learnt from slots whose check-in
-    window has closed; before there are enough, SHOW_PRIOR and "at the slot start" stand in.
+    window has closed; before there are enough, SHOW_PRIOR and arrivals spread evenly over
+    the check-in window stand in.
     """
     late_s = settings.late_checkin_minutes * 60.0
+    early_s = settings.early_checkin_minutes * 60.0
     settled = [b for b in bookings if b.slot_end + late_s < now]
     shown = sum(b.checked_in for b in settled)
     show = (shown + SHOW_PRIOR_WEIGHT * SHOW_PRIOR) / (len(settled) + SHOW_PRIOR_WEIGHT)
@@ -550,10 +553,10 @@ def expected_arrivals(bookings: Sequence[Booking], checked_in: Sequence[tuple[fl
             later = offsets[bisect.bisect_right(offsets, late):]
             still = len(later) / len(offsets)
             at = b.slot_start + later[len(later) // 2] if later else now
-        else:
-            window = b.slot_end + late_s - b.slot_start
-            still = 1.0 if late < 0 else max(0.0, 1.0 - late / window)
-            at = b.slot_start
+        else:                   # as if arrivals spread evenly over the check-in window
+            opens, closes = b.slot_start - early_s, b.slot_end + late_s
+            still = min(1.0, (closes - now) / (closes - opens))
+            at = (max(now, opens) + closes) / 2
         weight = show * still / (1.0 - show + show * still) if still > 0 else 0.0
         if weight > 0:
             out.append(Expected(b.service, b.priority, b.slot_start, max(now, at), weight))

@@ -151,24 +151,41 @@ def test_priority_lane_goes_first():
     assert minutes(est) == {"A003": 0, "A001": 10, "A002": 20}
 
 
+def chance(still, show=0.9):
+    """The chance a booking not here yet still comes: 90 % come at all, and ``still`` of
+    them after now (before a day teaches better: arrivals even over the check-in window)."""
+    return show * still / (1 - show + show * still)
+
+
 def test_bookings_still_to_come_with_earlier_slots_or_priority_go_ahead():
-    ahead = [wait(f"A00{i}", slot=-30, came=-20) for i in range(1, 4)]
+    ahead = [wait(f"A00{i}", slot=-30, came=-20) for i in range(1, 6)]
     rows = [*ahead, wait("A009", slot=60, came=-5)]     # came an hour early for its slot
     one = [CounterSpec(1, ("A",))]
     calls = [call(1, "A000", -1, slot=-30, came=-40)]  # busy with someone until +9
 
-    def a009(bookings=()):
+    def a009(*bookings):
         est = estimate_lobby(rows, calls, one, T0, S, bookings=bookings)
         return est.for_ticket("A009").wait_s / M
 
-    assert a009() == pytest.approx(39)
-    # Not checked in yet, expected at their slot start with a 90 % chance to come:
-    assert a009([Booking("A", False, T0 + 90 * M, T0 + 120 * M, False)]) == pytest.approx(39)
-    sooner = [Booking("A", False, T0 + 30 * M, T0 + 60 * M, False)]
-    assert a009(sooner) == pytest.approx(39 + 0.9 * 10)   # there at +30, slot before A009's
-    assert a009([Booking("A", True, T0 + 240 * M, T0 + 270 * M, False)]) == pytest.approx(39)
-    assert a009([Booking("A", True, T0 + 5 * M, T0 + 35 * M, False)]) == pytest.approx(48)
-    assert a009([Booking("A", False, T0 - 40 * M, T0 - 10 * M, True)]) == pytest.approx(39)
+    assert a009() == pytest.approx(59)
+    # Check-in windows open an hour before the slot and close 30 minutes after its end.
+    # Slot at +30: window -30 ... +90, three quarters left, expected halfway (+45), while
+    # A009 still waits: it goes first, for its chance to come times 10 minutes.
+    assert a009(Booking("A", False, T0 + 30 * M, T0 + 60 * M, False)) == pytest.approx(
+        59 + 10 * chance(0.75))
+    assert a009(Booking("A", False, T0 + 90 * M, T0 + 120 * M, False)) == pytest.approx(59)
+    assert a009(Booking("A", True, T0 + 240 * M, T0 + 270 * M, False)) == pytest.approx(59)
+    assert a009(Booking("A", True, T0 + 5 * M, T0 + 35 * M, False)) == pytest.approx(
+        59 + 10 * chance(65 / 120))
+    assert a009(Booking("A", False, T0 - 40 * M, T0 - 10 * M, True)) == pytest.approx(59)
+    # Once slots have closed, the day's own show rate and earliness take over.
+    done = [Booking("A", False, T0 - 900 * M, T0 - 870 * M, i < 20) for i in range(40)]
+    came = [call(1, f"D{i:03d}", -800 + 31 * i, slot=-900, came=-900 - i) for i in range(20)]
+    est = estimate_lobby(rows, calls + came, one, T0, S, bookings=[
+        *done, Booking("A", False, T0 + 30 * M, T0 + 60 * M, False)])
+    show = (20 + 10 * 0.9) / (40 + 10)           # half came; the prior counts as ten
+    # They came 0-19 minutes before their slot: expected at +30 - 10, certain to be after now.
+    assert est.for_ticket("A009").wait_s / M == pytest.approx(59 + 10 * chance(1.0, show))
 
 
 def test_lateness_is_the_recent_median_delay_and_zero_when_on_time():
@@ -390,7 +407,7 @@ def test_estimates_read_from_a_real_store(config, store):
              appointment("LATER001", DAY, "10:00"),
              appointment("BSERVICE", DAY, "09:00", service="B"),
              appointment("PRIORITY", DAY, "10:00", priority=True),
-             appointment("NOTYET01", DAY, "09:15")]
+             appointment("NOTYET01", DAY, "08:45")]
     body, sig = sign_doc(schedule_doc(DAY, appts))
     save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
     wall = Wall(DAY, "09:05")
@@ -405,10 +422,12 @@ def test_estimates_read_from_a_real_store(config, store):
                                                            "A001"]
     assert [a.ahead for a in est.applicants] == [0, 1, 0, 2, 3]
     # Opened at 08:00, nobody called yet: counters 1 (A, B) and 2 (B) start now at the
-    # configured 10 minutes; NOTYET01 (09:15) has not come yet but, once there, goes before
-    # A001 (10:00), with a 90 % chance to come at all.
+    # configured 10 minutes. NOTYET01 (08:45) has not come: its window closes at 09:45, so
+    # it is expected at 09:25 if at all, and then goes before A003 and A001.
     waits = {a.ticket: round(a.wait_s / M, 3) for a in est.applicants}
-    assert waits == {"A004": 0, "A002": 10, "B001": 0, "A003": 20, "A001": 39}
+    late = 10 * chance(40 / 120)
+    assert waits == pytest.approx({"A004": 0, "A002": 10, "B001": 0, "A003": 20 + late,
+                                   "A001": 30 + late})
     assert est.open_counters == (1, 2)
     wall.set(DAY, "09:10")
     assert queue.call_next(1).ticket == "A004"
