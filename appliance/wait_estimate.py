@@ -53,6 +53,7 @@ SHOW_PRIOR_WEIGHT = 10.0   # ... counted as this many settled bookings
 MIN_OFFSETS = 15           # check-ins of settled slots before their earliness is trusted
 QUARTER_S = 900.0          # usual absences are learnt per quarter hour of the day
 USUALLY_AWAY = 0.5         # ... and usual when a counter was away this share of it
+FIRST_CALL_WAIT_S = 300.0  # a first call counts as the start when people waited this long
 UNUSUAL_AWAY = 3.0         # an unexplained absence: back after this many times its length
 STAND_IN_COUNTER = 0       # stands for "whoever serves it" when no counter lists a service
 
@@ -338,9 +339,17 @@ def _spread(pieces: Iterable[tuple[float, float]], midnight: float, into: list[f
 @dataclass(frozen=True)
 class UsualAbsences:
     """Per counter, the share of each quarter hour of the day it was away on past days while
-    people it serves waited (lunch, prayers, a counter that closes early)."""
+    people it serves waited (lunch, prayers, a counter that closes early), and when it
+    usually makes its first call (seconds after midnight)."""
 
     share: Mapping[int, Sequence[float]] = field(default_factory=dict)
+    first_call: Mapping[int, float] = field(default_factory=dict)
+
+    def starts(self, counter: int, midnight: float, start: float) -> float:
+        """When a counter that has not called yet today is expected to: not before ``start``
+        (now, or the opening), nor before the time of day it usually begins."""
+        usual = self.first_call.get(counter)
+        return start if usual is None else max(start, midnight + usual)
 
     def absence(self, counter: int, midnight: float, t: float) -> tuple[float, float] | None:
         """The usual absence around ``t`` as (start, end); None if the counter is usually
@@ -371,11 +380,13 @@ def usual_absences(past: Sequence[PastDay], counters: Mapping[int, CounterSpec],
     On each day a counter worked, it counts as away from the end of its expected service
     time until its next call whenever that gap was longer than CLOSED_AFTER service times,
     and after its last call, but only while people it serves were waiting; that time over
-    all waiting time, per quarter hour of the day, is the share.
+    all waiting time, per quarter hour of the day, is the share. Its usual start is the
+    median time of its first call, on days people were already waiting for it.
     """
     quarters = int(24 * 3600 // QUARTER_S)
     away: dict[int, list[float]] = {}
     seen: dict[int, list[float]] = {}
+    first: dict[int, list[float]] = {}
     for day in past:
         if not day.calls:
             continue
@@ -386,11 +397,13 @@ def usual_absences(past: Sequence[PastDay], counters: Mapping[int, CounterSpec],
         pace = paces(busy_intervals(day.calls, (), specs, settings), spans, settings)
         opened = min(c.at for c in day.calls)
         for cid, seq in _by_counter(day.calls).items():
+            if _presence(spans, specs[cid]).waiting_at(seq[0].at - FIRST_CALL_WAIT_S):
+                first.setdefault(cid, []).append(seq[0].at - day.midnight)   # not idle
             waited = _union(s for svc, items in spans.items() if specs[cid].serves(svc)
                             for s in items)
+            waited = _clip(waited, opened, waited[-1][1]) if waited else []
             if not waited:
                 continue
-            waited = _clip(waited, opened, waited[-1][1])
             gaps = [(a.at + pace.seconds(cid, a.service), b.at)
                     for a, b in zip(seq, seq[1:], strict=False)
                     if b.at - a.at > CLOSED_AFTER * pace.seconds(cid, a.service)]
@@ -403,7 +416,8 @@ def usual_absences(past: Sequence[PastDay], counters: Mapping[int, CounterSpec],
                         away.setdefault(cid, [0.0] * quarters))
     return UsualAbsences({cid: tuple(a / (seen[cid][q] + QUARTER_S / 3)
                                      for q, a in enumerate(shares))
-                          for cid, shares in away.items()})
+                          for cid, shares in away.items()},
+                         {cid: statistics.median(times) for cid, times in first.items()})
 
 
 # Counters ---------------------------------------------------------------------------------
@@ -464,8 +478,8 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
     or ``idle_minutes`` if that is shorter. If it is usually away now, and left about when it
     usually does, it is back when it usually is; otherwise nobody can tell a break from the
     end of its day, and it is expected back after UNUSUAL_AWAY times as long as it has been
-    away (at least ``idle_minutes``): a counter closed since morning barely counts. Before
-    anyone has called today every counter of the schedule is expected at the opening.
+    away (at least ``idle_minutes``): a counter closed since morning barely counts. A counter
+    that has not called yet today is expected at the opening, or when it usually starts.
     """
     start = now if opens_at is None else max(now, opens_at)
     idle_s = settings.idle_minutes * 60.0
@@ -475,7 +489,8 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
         if c.counter not in latest or c.at >= latest[c.counter].at:
             latest[c.counter] = c
     if not latest:
-        return {cid: CounterOutlook(cid, True, start) for cid in counters}
+        return {cid: CounterOutlook(cid, True, usual.starts(cid, midnight, start))
+                for cid in counters}
     day_start = opens_at if opens_at is not None else min(c.at for c in latest.values())
     out = {}
     for cid, spec in counters.items():
@@ -493,7 +508,7 @@ def counter_outlook(calls: Sequence[CounterCall], waiting: Sequence[Waiting],
                 back = now + UNUSUAL_AWAY * max(away, idle_s)
             out[cid] = CounterOutlook(cid, False, back)
         elif last is None:
-            out[cid] = CounterOutlook(cid, True, start)
+            out[cid] = CounterOutlook(cid, True, usual.starts(cid, midnight, start))
         else:
             waiting_since = min(pending, default=None)
             out[cid] = CounterOutlook(

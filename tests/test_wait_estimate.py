@@ -254,6 +254,20 @@ def test_a_usual_lunch_is_learnt_per_quarter_hour():
     assert usual.away_until(2, MIDNIGHT, T0 + 65 * M) == T0 + 65 * M
 
 
+def test_the_usual_start_of_each_counter_is_learnt():
+    # Counter 1 usually starts at 10:05 (with people waiting since 09:50); counter 2 began at
+    # 10:30 on a day nobody came before 10:29, which says nothing about when it starts.
+    days = [past_day(d, [-55, -45, -35], came=-70) for d in (1, 2, 3)]
+    days.append(PastDay(MIDNIGHT - 4 * 86400, (
+        CounterCall(2, "A900", "A", T0 - 4 * 86400 - 30 * M, None, T0 - 4 * 86400 - 31 * M),)))
+    usual = usual_absences(days, {1: BOTH, 2: BOTH}, S)
+    assert usual.first_call == {1: T0 - 55 * M - MIDNIGHT}
+    rows = [wait("A001", slot=-60, came=-75), wait("A002", slot=-60, came=-70)]
+    est = estimate_lobby(rows, [], [BOTH, CounterSpec(2, ("A", "B"))], T0 - 70 * M, S,
+                         opens_at=T0 - 60 * M, usual=usual, midnight=MIDNIGHT)
+    assert minutes(est) == {"A001": 10, "A002": 15}     # counter 2 at 10:00, counter 1 10:05
+
+
 def test_idle_time_on_past_days_is_not_an_absence():
     # The same gap with nobody waiting (each applicant came just before being called).
     quiet = PastDay(MIDNIGHT - 86400, tuple(
@@ -379,6 +393,25 @@ def test_properties(lobby, later_minutes):
     day, two_days = (estimate(T0 + h * 3600) for h in (24, 48))
     assert [a.wait_s for a in day.applicants] == pytest.approx(
         [a.wait_s for a in two_days.applicants])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(1, 3), st.sampled_from(CODES),
+                                   st.floats(-180, 300), st.floats(0, 120), st.booleans()),
+                         max_size=25), max_size=4))
+def test_usual_absences_from_any_past_days(days):
+    past = [PastDay(MIDNIGHT - (d + 1) * 86400, tuple(
+        CounterCall(cid, f"{service}{i:03d}", service, T0 - (d + 1) * 86400 + at * M, None,
+                    None if pushed else T0 - (d + 1) * 86400 + (at - waited) * M)
+        for i, (cid, service, at, waited, pushed) in enumerate(calls)))
+        for d, calls in enumerate(days)]
+    usual = usual_absences(past, {1: BOTH, 2: ONLY_A}, S)
+    for shares in usual.share.values():
+        assert len(shares) == 96 and all(0 <= x < 1 for x in shares)
+    assert all(0 <= t < 86400 for t in usual.first_call.values())
+    for cid in (1, 2, 3):
+        back = usual.away_until(cid, MIDNIGHT, T0)
+        assert T0 <= back <= MIDNIGHT + 86400
 
 
 @settings(max_examples=200, deadline=None)
