@@ -2,7 +2,7 @@
 
 Replays simulated office days through the real check-in desk, the real queue and the real
 SQLite store on a simulated clock. At each accepted check-in it asks the store for that
-applicant's estimate (``appliance.queue.wait_estimates``, what the check-in panel and the slip
+applicant's estimate (``appliance.lobby_view.wait_estimates``: what the check-in panel and slip
 will show), then, once the applicant is called, compares it with the wait that actually
 followed. The naive baseline is "people ahead in the same service x fixed minutes", with the
 minutes per service fitted to the tuning days (the best a single constant can do there), so
@@ -53,7 +53,7 @@ from bench.stats import percentile, result  # noqa: E402
 DAY = "2026-12-14"                   # a Monday; the week before is its history
 HISTORY = ["2026-12-07", "2026-12-08", "2026-12-09", "2026-12-10", "2026-12-11"]
 TZ = ZoneInfo("Asia/Makassar")
-OPEN, LAST_SLOT, SLOT_MIN = "08:00", "15:30", 30
+OPEN, SLOT_MIN = "08:00", 30
 SERVICES = [{"code": "A", "name": "Paspor Baru"}, {"code": "B", "name": "Penggantian Paspor"}]
 COUNTERS = [{"id": 1, "name": "Loket 1", "services": ["A", "B"]},
             {"id": 2, "name": "Loket 2", "services": ["A"]},
@@ -62,8 +62,8 @@ COUNTERS = [{"id": 1, "name": "Loket 1", "services": ["A", "B"]},
 TRUE_MINUTES = {"A": 12.0, "B": 8.0}   # the simulator's truth; the office configures 10 for all
 CONFIGURED = {"A": 600.0, "B": 600.0}
 SHARE_A = 0.6
-REPORT_SEEDS = range(1, 6)
-TUNING_SEEDS = range(101, 106)
+REPORT_SEEDS = range(1, 11)
+TUNING_SEEDS = range(101, 111)
 
 
 def at(hhmm: str, day: str = DAY) -> float:
