@@ -68,17 +68,20 @@ class EstimateSettings:
     idle_minutes: float = 30.0
     lateness_window_minutes: float = 60.0
     late_notice_minutes: float = 15.0
-    late_checkin_minutes: float = 30.0     # [checkin] late_minutes: how long a booking may come
     history_days: int = 10
-    early_checkin_minutes: float = 60.0    # [checkin] early_minutes
+    early_checkin_minutes: float = 60.0    # [checkin]: when bookings may check in
+    late_checkin_minutes: float = 30.0
 
     @classmethod
     def from_config(cls, config) -> EstimateSettings:
         est = config.estimate
-        return cls(float(est.default_minutes), dict(est.minutes), est.recent_calls,
-                   float(est.idle_minutes), float(est.lateness_window_minutes),
-                   float(est.late_notice_minutes), float(config.checkin.late_minutes),
-                   est.history_days, float(config.checkin.early_minutes))
+        return cls(default_minutes=float(est.default_minutes), minutes=dict(est.minutes),
+                   recent_calls=est.recent_calls, idle_minutes=float(est.idle_minutes),
+                   lateness_window_minutes=float(est.lateness_window_minutes),
+                   late_notice_minutes=float(est.late_notice_minutes),
+                   history_days=est.history_days,
+                   early_checkin_minutes=float(config.checkin.early_minutes),
+                   late_checkin_minutes=float(config.checkin.late_minutes))
 
     def default_s(self, service: str) -> float:
         return 60.0 * float(self.minutes.get(service, self.default_minutes))

@@ -5,6 +5,7 @@ from conftest import KEY
 
 from appliance.config import load_config
 from appliance.errors import ConfigError
+from appliance.wait_estimate import EstimateSettings
 
 BASE = ('[office]\nid = "TRK"\ntimezone = "Asia/Makassar"\n[storage]\npath = "a.db"\n'
         f'[trust]\nkeys = {{ k2026a = "{KEY.public_b64}" }}\n')
@@ -68,6 +69,11 @@ def test_estimate_section_defaults_and_overrides(tmp_path):
                   "B = 7.5 }\nidle_minutes = 45\nlate_notice_minutes = 20\n")
     assert cfg.estimate.default_minutes == 9.0 and cfg.estimate.minutes == {"A": 12, "B": 7.5}
     assert cfg.estimate.idle_minutes == 45.0 and cfg.estimate.late_notice_minutes == 20.0
+    cfg, _ = load(tmp_path, BASE + "[checkin]\nearly_minutes = 45\nlate_minutes = 20\n"
+                  "[estimate]\nminutes = { A = 12 }\nhistory_days = 0\n")
+    assert EstimateSettings.from_config(cfg) == EstimateSettings(
+        minutes={"A": 12}, history_days=0, early_checkin_minutes=45.0,
+        late_checkin_minutes=20.0)
 
 
 def test_bad_timezone_and_office_and_key(tmp_path):
