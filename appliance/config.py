@@ -160,6 +160,20 @@ def _check_pins(value: list) -> str | None:
     return None
 
 
+SERVICE_CODE_RE = re.compile(r"^[A-Z]{1,3}$")
+
+
+def _check_service_minutes(value: dict) -> str | None:
+    for code, minutes in value.items():
+        if not SERVICE_CODE_RE.match(code):
+            return f"service code {code!r} must be 1-3 capital letters (for example A = 12)"
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+            return f"{code} = {minutes!r} must be a number of minutes"
+        if not 0.5 <= minutes <= 240:
+            return f"{code} = {minutes!r}; minutes must be between 0.5 and 240"
+    return None
+
+
 SCHEMA: dict[str, dict[str, _Key]] = {
     "office": {
         "id": _Key(str, required=True, check=_check_regex(OFFICE_ID_RE, "TRK")),
@@ -245,6 +259,15 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "cut": _Key(bool, True),
         "logo": _Key(str, ""),
     },
+    "estimate": {
+        "default_minutes": _Key(float, 10.0, lo=0.5, hi=240.0),
+        "minutes": _Key(dict, {}, check=_check_service_minutes),
+        "recent_calls": _Key(int, 10, lo=3, hi=100),
+        "idle_minutes": _Key(float, 30.0, lo=5.0, hi=480.0),
+        "lateness_window_minutes": _Key(float, 60.0, lo=10.0, hi=480.0),
+        "late_notice_minutes": _Key(float, 15.0, lo=1.0, hi=480.0),
+        "history_days": _Key(int, 10, lo=0, hi=60),
+    },
 }
 
 REQUIRED_SECTIONS = ("office", "storage", "trust")
@@ -288,6 +311,7 @@ class Config:
     gpio: Section
     display: Section
     printer: Section
+    estimate: Section
 
     @property
     def tz(self) -> ZoneInfo:
@@ -357,6 +381,13 @@ def _check_together(s: dict[str, Section]) -> str | None:
     if scanner.kind == "keyboard" and not scanner.device:
         return ("scanner.device is empty but scanner.kind is \"keyboard\"; set it to the "
                 "scanner's input device (/dev/input/by-id/...-event-kbd)")
+    est = s["estimate"]
+    slowest = max([est.default_minutes, *est.minutes.values()])
+    if slowest >= est.idle_minutes:
+        return (f"estimate.idle_minutes ({est.idle_minutes:g}) must be longer than every "
+                f"estimate.default_minutes and estimate.minutes value (the longest is "
+                f"{slowest:g}): a gap of idle_minutes between calls is taken as a break, not a "
+                "slow service")
     return None
 
 

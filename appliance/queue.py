@@ -58,6 +58,13 @@ WAITING_SQL = (
 )
 
 
+def call_order_key(priority: bool, slot_start: float, checked_in_at: float
+                   ) -> tuple[int, float, float]:
+    """WAITING_SQL's order in Python, for models of the queue that sort what is not stored
+    yet (``sorted`` is stable, so rows already in SQL order keep their ``id`` tie-break)."""
+    return (0 if priority else 1, slot_start, checked_in_at)
+
+
 def counters_for_day(db, day: str) -> dict[int, Counter]:
     """The day's counters from its schedule; empty when no schedule is cached."""
     row = db.execute("SELECT counters_json FROM schedules WHERE date = ?", (day,)).fetchone()

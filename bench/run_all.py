@@ -4,9 +4,9 @@ Each benchmark prints its own human-readable lines and ``RESULT {json}`` lines; 
 the machine it ran on, a table of the results against their targets, and each benchmark's
 full output. Benchmarks run one at a time so they do not disturb each other.
 
-``python bench/run_all.py display_memory.py`` runs only the benchmarks named and updates
-just their rows and sections of the existing report (noting the partial run under
-"Machine"), so one benchmark can be measured again without rerunning them all.
+``python bench/run_all.py NAME.py ...`` runs only those and replaces just their rows and
+sections in the existing report (the machine section notes when they ran), so one benchmark
+can be refreshed without the half-hour of the others.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["checkin.py", "scan_latency.py", "decode.py", "display.py", "display_memory.py",
-           "sync.py", "printer.py", "services.py"]
-REPORT = HERE / "REPORT.md"
+           "sync.py", "printer.py", "services.py", "wait_estimate.py"]
+TABLE_HEAD = ["| benchmark | metric | median / value | p99 | unit | target | met |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
 
 
 def machine() -> list[str]:
@@ -55,37 +56,52 @@ def table_row(name: str, r: dict) -> str:
             f"| {r['unit']} | {target} | {met} |")
 
 
-def previous_report(path: Path) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
-    """Machine lines, table rows by benchmark and sections by benchmark of a report."""
-    machine_lines, rows, sections = [], {}, {}
-    if not path.exists():
-        return machine_lines, rows, sections
-    part = None
-    for block in path.read_text().split("\n## ")[1:]:
-        title, _, body = block.partition("\n")
-        if title == "Machine":
-            machine_lines = [ln for ln in body.splitlines() if ln.startswith("- ")]
-        elif title == "Results":
-            for ln in body.splitlines():
-                cells = ln.split(" | ")
-                if ln.startswith("| ") and cells[0][2:] in BENCHES:
-                    rows.setdefault(cells[0][2:], []).append(ln)
-        else:
-            part = title.split(" (")[0]
-            sections[part] = f"## {block.rstrip()}\n"
-    return machine_lines, rows, sections
+def _bench_of(line: str) -> str:
+    """The benchmark a table row or section heading belongs to ('' for anything else)."""
+    head = line.lstrip("|# ").split(" ", 1)[0]
+    return head if head in BENCHES else ""
+
+
+def merge_report(old: str, only: list[str], table: list[str], sections: list[str]) -> str:
+    """The report ``old`` with the rows and sections of the benchmarks in ``only`` replaced
+    (or added in BENCHES order); everything else is kept as it was measured."""
+    lines = old.rstrip("\n").split("\n")
+    start = lines.index(TABLE_HEAD[1]) + 1
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    rows = [r for r in lines[start:end] if _bench_of(r) not in only] + table
+    rows.sort(key=lambda r: BENCHES.index(_bench_of(r)) if _bench_of(r) else len(BENCHES))
+    body = "\n".join(lines[end:])
+    parts = body.split("\n## ")
+    kept = {_bench_of("## " + p): ("## " + p).rstrip("\n") for p in parts[1:]}
+    for section in sections:
+        kept[_bench_of(section)] = section.rstrip("\n")
+    ordered = [kept[b] for b in BENCHES if b in kept]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    head = lines[:start - 2]
+    machine_end = head.index("## Results")
+    cpu = machine()[0].removeprefix("- CPU: ")
+    note = f"- {', '.join(only)} re-run alone on {when} ({cpu})"
+    head = [h for h in head[:machine_end] if not h.startswith(f"- {', '.join(only)} re-run")]
+    while head and not head[-1]:
+        head.pop()
+    return "\n".join([*head, note, "", "## Results", "", *TABLE_HEAD, *rows, "",
+                      "\n\n".join(ordered), ""])
 
 
 def main() -> int:
     only = sys.argv[1:] or BENCHES
-    partial = len(only) < len(BENCHES)
-    sections: dict[str, str] = {}
-    rows: dict[str, list[str]] = {}
-    failed = []
+    unknown = [name for name in only if name not in BENCHES]
+    if unknown:
+        print(f"run_all: unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHES)}",
+              file=sys.stderr)
+        return 2
+    sections, rows, failed = [], [], []
     for name in only:
         path = HERE / name
         if not path.exists():
-            sections[name] = f"## {name}\n\nnot present\n"
+            sections.append(f"## {name}\n\nnot present\n")
             continue
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
@@ -95,35 +111,27 @@ def main() -> int:
         human = []
         for line in proc.stdout.splitlines():
             if line.startswith("RESULT "):
-                rows.setdefault(name, []).append(table_row(name, json.loads(line[7:])))
+                rows.append((name, json.loads(line[7:])))
             else:
                 human.append(line)
         print("\n".join(human), flush=True)
         if proc.returncode != 0:
             failed.append(name)
             human.append(f"FAILED with exit code {proc.returncode}:\n{proc.stderr[-3000:]}")
-        sections[name] = f"## {name} ({took:.0f} s)\n\n```\n" + "\n".join(human) + "\n```\n"
-    machine_lines = machine()
-    if partial:
-        if failed:
-            return 1                  # never replace good figures with a failed run's
-        old_machine, old_rows, old_sections = previous_report(REPORT)
-        if old_machine:
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            machine_lines = [ln for ln in old_machine if not ln.startswith(
-                f"- {', '.join(only)} measured again alone")]
-            machine_lines.append(f"- {', '.join(only)} measured again alone on {when}")
-        rows = {**old_rows, **rows}
-        sections = {**old_sections, **sections}
-    table = ["| benchmark | metric | median / value | p99 | unit | target | met |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    table += [row for name in BENCHES for row in rows.get(name, [])]
-    report = ["# Benchmark report", "", "Regenerated by `make bench` (`bench/run_all.py`); "
-              "numbers are measured, never edited by hand.", "", "## Machine", "",
-              *machine_lines, "", "## Results", "", *table, "",
-              *[sections[name] for name in BENCHES if name in sections]]
-    REPORT.write_text("\n".join(report))
-    print(f"wrote {REPORT}")
+        sections.append(f"## {name} ({took:.0f} s)\n\n```\n" + "\n".join(human) + "\n```\n")
+    table = [table_row(name, r) for name, r in rows]
+    report_path = HERE / "REPORT.md"
+    if len(only) == len(BENCHES):
+        report = ["# Benchmark report", "", "Regenerated by `make bench` (`bench/run_all.py`); "
+                  "numbers are measured, never edited by hand.", "", "## Machine", "",
+                  *machine(), "", "## Results", "", *TABLE_HEAD, *table, "", *sections]
+        report_path.write_text("\n".join(report))
+        print(f"wrote {report_path}")
+    elif report_path.exists():
+        report_path.write_text(merge_report(report_path.read_text(), only, table, sections))
+        print(f"updated {', '.join(only)} in {report_path}")
+    else:
+        print(f"{report_path} does not exist yet: `make bench` writes it whole")
     return 1 if failed else 0
 
 

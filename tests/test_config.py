@@ -5,6 +5,7 @@ from conftest import KEY
 
 from appliance.config import load_config
 from appliance.errors import ConfigError
+from appliance.wait_estimate import EstimateSettings
 
 BASE = ('[office]\nid = "TRK"\ntimezone = "Asia/Makassar"\n[storage]\npath = "a.db"\n'
         f'[trust]\nkeys = {{ k2026a = "{KEY.public_b64}" }}\n')
@@ -34,6 +35,18 @@ def test_minimal_config_has_defaults_and_resolves_paths(tmp_path):
     ("[server]\nurl = \"ftp://x\"\n", ["server.url"]),
     ("[gpio]\nnext_pins = [5, 99]\n", ["gpio.next_pins"]),
     ("[bogus]\nx = 1\n", ["[bogus]", "unknown section"]),
+    ("[estimate]\ndefault_minutes = 0\n", ["estimate.default_minutes", "between"]),
+    ("[estimate]\nminutes = { a = 12 }\n", ["estimate.minutes", "'a'", "capital letters"]),
+    ("[estimate]\nminutes = { A = \"12\" }\n", ["estimate.minutes", "number of minutes"]),
+    ("[estimate]\nminutes = { A = true }\n", ["estimate.minutes", "number of minutes"]),
+    ("[estimate]\nminutes = { A = 500 }\n", ["estimate.minutes", "between 0.5 and 240"]),
+    ("[estimate]\nminutes = 12\n", ["estimate.minutes", "a table"]),
+    ("[estimate]\nrecent_calls = 2\n", ["estimate.recent_calls", "between"]),
+    ("[estimate]\nwindow = 60\n", ["estimate.window", "unknown key"]),
+    ("[estimate]\nhistory_days = 61\n", ["estimate.history_days", "between 0 and 60"]),
+    ("[estimate]\nidle_minutes = 20\nminutes = { B = 25 }\n",
+     ["estimate.idle_minutes", "longest is 25", "break"]),
+    ("[estimate]\nidle_minutes = 8\n", ["estimate.idle_minutes", "longest is 10"]),
 ])
 def test_mistakes_name_key_and_file(tmp_path, extra, words):
     with pytest.raises(ConfigError) as e:
@@ -43,6 +56,24 @@ def test_mistakes_name_key_and_file(tmp_path, extra, words):
     for w in words:
         assert w in message
     assert "\n" not in message
+
+
+def test_estimate_section_defaults_and_overrides(tmp_path):
+    cfg, _ = load(tmp_path, BASE)
+    est = cfg.estimate
+    assert (est.default_minutes, est.minutes, est.recent_calls, est.idle_minutes) == (
+        10.0, {}, 10, 30.0)
+    assert (est.lateness_window_minutes, est.late_notice_minutes) == (60.0, 15.0)
+    assert est.history_days == 10
+    cfg, _ = load(tmp_path, BASE + "[estimate]\ndefault_minutes = 9\nminutes = { A = 12, "
+                  "B = 7.5 }\nidle_minutes = 45\nlate_notice_minutes = 20\n")
+    assert cfg.estimate.default_minutes == 9.0 and cfg.estimate.minutes == {"A": 12, "B": 7.5}
+    assert cfg.estimate.idle_minutes == 45.0 and cfg.estimate.late_notice_minutes == 20.0
+    cfg, _ = load(tmp_path, BASE + "[checkin]\nearly_minutes = 45\nlate_minutes = 20\n"
+                  "[estimate]\nminutes = { A = 12 }\nhistory_days = 0\n")
+    assert EstimateSettings.from_config(cfg) == EstimateSettings(
+        minutes={"A": 12}, history_days=0, early_checkin_minutes=45.0,
+        late_checkin_minutes=20.0)
 
 
 def test_bad_timezone_and_office_and_key(tmp_path):
