@@ -165,7 +165,7 @@ RECENT_CALLS_SQL = (
     " (SELECT id FROM calls WHERE office_day = ? ORDER BY id DESC LIMIT ?)) ORDER BY k.id")
 LAST_PER_COUNTER_SQL = ("SELECT counter, ticket, kind, MAX(id) FROM calls WHERE office_day = ?"
                         " GROUP BY counter")
-LATEST_SCAN_SQL = ("SELECT id, verdict, ticket, name, salutation, detail, count FROM scans"
+LATEST_SCAN_SQL = ("SELECT id, verdict, ticket, name, salutation, detail, count, at FROM scans"
                    " WHERE office_day = ? ORDER BY id DESC LIMIT 1")
 SYNC_KV_SQL = ("SELECT key, value FROM kv WHERE key IN ('announcements', 'sync.offline_since',"
                " 'sync.last_error')")
@@ -211,6 +211,7 @@ class LatestScan:
     salutation: str
     detail: str | None
     count: int
+    at: float = 0.0
     ahead: int | None = None
     call_at: float | None = None
 
@@ -332,10 +333,10 @@ def read_lobby(db, day: str, config, now: float, *, calls_since: int | None = No
 
     latest = None
     if scan is not None:
-        sid, verdict, ticket, name, salutation, detail, count = scan
+        sid, verdict, ticket, name, salutation, detail, count, at = scan
         mine = estimate.for_ticket(ticket) if estimate and ticket else None
         latest = LatestScan(sid, verdict, ticket, name or "", salutation or "", detail, count,
-                            mine.ahead if mine else None, mine.call_at if mine else None)
+                            at, mine.ahead if mine else None, mine.call_at if mine else None)
 
     return Lobby(
         day=day, now=now, schedule=info,

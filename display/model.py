@@ -72,6 +72,7 @@ class ScanRow:
     message_en: str
     ahead: int | None = None            # an applicant the scan put in the queue
     call_at: float | None = None        # ... and their expected call (epoch seconds)
+    at: float = 0.0                     # when it was scanned (office clock)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ class StoreView:
                 msg_id, msg_en = (f"Silakan ke petugas ({scan.verdict}).",
                                   f"Please see an officer ({scan.verdict}).")
             latest_scan = ScanRow(scan.id, scan.verdict, scan.ticket, msg_id, msg_en,
-                                  scan.ahead, scan.call_at)
+                                  scan.ahead, scan.call_at, scan.at)
             # A run of unreadable scans is one row whose count grows: each is a new scan.
             seen = (scan.id, scan.count)
             self.new_scan = self._last_scan_id is not None and seen > self._last_scan_id
