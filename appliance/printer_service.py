@@ -26,7 +26,9 @@ import sqlite3
 import threading
 import time
 
+from appliance.clock import Clock
 from appliance.errors import AntreanError, QueueError
+from appliance.lobby_view import call_time_estimator
 from appliance.notify import SdNotify
 from appliance.print_queue import STATE_KEY, PrintQueue
 from appliance.slip import compose_slip
@@ -48,7 +50,10 @@ class PrinterService:
         self.stop = stop or threading.Event()
         self.notify = notify or SdNotify()
         self.store = Store(config.storage.path)
-        self.queue = PrintQueue(self.store, config, estimator=estimator)
+        clock = Clock(self.store, config)
+        # The slip's "perkiraan dipanggil" comes from the estimate the screen shows.
+        self.queue = PrintQueue(self.store, config, clock, estimator=estimator
+                                or call_time_estimator(config, clock))
         if printer is None and config.printer.kind != "none":
             from drivers.printer.thermal import printer_from_config
 

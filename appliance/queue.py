@@ -85,12 +85,14 @@ def waiting(db, day: str, services: tuple[str, ...] | None = None, limit: int = 
                       (*args, limit)).fetchall()
 
 
-def queue_counts(db, day: str) -> QueueCounts:
+def queue_counts(db, day: str, waiting_now: int | None = None) -> QueueCounts:
+    """Checked in, waiting and called today; ``waiting_now`` when the caller counted it."""
     checked_in = db.execute("SELECT COUNT(*) FROM checkins WHERE office_day = ?",
                             (day,)).fetchone()[0]
     called = db.execute("SELECT COUNT(DISTINCT ticket) FROM calls WHERE office_day = ? AND "
                         "kind = 'call'", (day,)).fetchone()[0]
-    return QueueCounts(checked_in, len(waiting(db, day)), called)
+    return QueueCounts(checked_in, len(waiting(db, day)) if waiting_now is None else waiting_now,
+                       called)
 
 
 class Queue:

@@ -259,8 +259,13 @@ def save_schedule(store, schedule: Schedule, *, source: str, etag: str | None) -
 
 def schedule_info(store, day: str, *, count: bool = True) -> ScheduleInfo | None:
     """The cached day's facts; ``count=False`` skips counting its appointments (hot loops)."""
+    return read_schedule_info(store.db, day, count=count)
+
+
+def read_schedule_info(db, day: str, *, count: bool = True) -> ScheduleInfo | None:
+    """:func:`schedule_info` on an open connection (inside the caller's read transaction)."""
     counted = "(SELECT COUNT(*) FROM appointments a WHERE a.date = s.date)" if count else "0"
-    row = store.db.execute(
+    row = db.execute(
         "SELECT date, version, etag, generated_at, stored_at, source, office_name, opening_open,"
         " opening_close, services_json, counters_json, announcements_json,"
         f" {counted} FROM schedules s WHERE date = ?", (day,)).fetchone()

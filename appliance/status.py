@@ -13,11 +13,10 @@ import time
 from appliance.clock import Clock, system_clock_synced
 from appliance.display_health import read_health
 from appliance.errors import StoreError
+from appliance.lobby_view import read_lobby
 from appliance.outbox import counts as outbox_counts
 from appliance.print_queue import printer_report
-from appliance.queue import queue_counts
 from appliance.retention import storage_facts
-from appliance.schedule import is_usable, schedule_info
 from appliance.store import Store
 
 SERVICES = ("scanner", "display", "sync", "printer")
@@ -87,13 +86,14 @@ def collect_status(config) -> dict:
         clock = Clock(store, config)
         with store.read() as db:
             today = clock.lobby_day(db)
-            info = schedule_info(store, today)
+            lobby = read_lobby(db, today, config, clock.time(), recent_calls=0, next_tickets=0,
+                               appointments=True)
+            info = lobby.schedule
             if info is not None:
                 data["schedule"] = {
                     "date": info.date, "version": info.version,
-                    "age_s": round(clock.time() - info.generated_at),
-                    "usable": is_usable(info.generated_at, clock.time(),
-                                        config.server.max_schedule_age_hours),
+                    "age_s": round(lobby.schedule_age_s()),
+                    "usable": lobby.schedule_usable(),
                     "appointments": info.appointments, "source": info.source}
             else:
                 data["schedule"]["date"] = today
@@ -103,9 +103,10 @@ def collect_status(config) -> dict:
                 {"id": i, "type": t, "reason": r} for i, t, r in db.execute(
                     "SELECT id, type, reason FROM outbox WHERE state = 'dead'"
                     " ORDER BY seq DESC LIMIT 5")]
-            q = queue_counts(db, today)
+            q = lobby.counts
             data["queue"] = {"checked_in": q.checked_in, "waiting": q.waiting,
                              "called": q.called}
+            data["lobby"] = lobby.summary()
             for service, pid, state, detail, updated, err, err_at in db.execute(
                     "SELECT service, pid, state, detail, updated_at, last_error, last_error_at"
                     " FROM service_health"):
@@ -197,6 +198,12 @@ def format_status(d: dict) -> str:
         lines.append(f"         dead {dead['type']} {dead['id']}: {dead['reason']}")
     lines.append(f"queue    {q['checked_in']} checked in, {q['waiting']} waiting, "
                  f"{q['called']} called")
+    lobby = d.get("lobby") or {}
+    for s in lobby.get("services") or []:
+        wait = "no estimate" if s["next_wait_s"] is None else \
+            f"a newcomer waits ~{round(s['next_wait_s'] / 60)} min"
+        late = "" if s["lateness_s"] is None else f"; {round(s['lateness_s'] / 60)} min late"
+        lines.append(f"         {s['code']} {s['name']}: {s['waiting']} waiting, {wait}{late}")
     p = d.get("printer")
     if p and p.get("kind") != "none":
         lines.append(f"printer  {p['kind']}: {p.get('state')} ({p.get('detail')}); "

@@ -170,6 +170,12 @@ class CentralState:
                 event TEXT NOT NULL, data TEXT NOT NULL, at REAL NOT NULL);
         """)
 
+    def lobbies(self) -> dict[str, dict]:
+        """Per device, how its office runs (waiting, estimates, lateness per service) as its
+        latest heartbeat told, and when that heartbeat came."""
+        return {device: {**doc["lobby"], "received_at": doc["received_at"]}
+                for device, doc in self.heartbeats.items() if isinstance(doc.get("lobby"), dict)}
+
     # faults ------------------------------------------------------------------------------
 
     def set_faults(self, changes: dict) -> dict:
@@ -511,6 +517,10 @@ def build_app(state: CentralState) -> web.Application:
         missing = [k for k in HEARTBEAT_FIELDS if not isinstance(doc, dict) or k not in doc]
         if missing:
             return _error(400, f"heartbeat lacks {', '.join(missing)}")
+        lobby = doc.get("lobby")
+        if lobby is not None and not (isinstance(lobby, dict)
+                                      and isinstance(lobby.get("services"), list)):
+            return _error(400, 'heartbeat "lobby" must be an object with a "services" list')
         doc["received_at"] = time.time()
         state.heartbeats[device] = doc
         return web.Response(status=204)
@@ -599,7 +609,8 @@ def build_app(state: CentralState) -> web.Application:
     @admin
     async def admin_state(request: web.Request) -> dict:
         return {"streams": state.streams, "requests": state.requests,
-                "heartbeats": state.heartbeats, "user_agents": state.user_agents[-5:],
+                "heartbeats": state.heartbeats, "lobbies": state.lobbies(),
+                "user_agents": state.user_agents[-5:],
                 "faults": state.faults, "today": state.today(),
                 "duplicates": state.duplicates, "keyid": state.key.keyid,
                 "public_key": state.key.public_b64, "last_push_id": state.last_push_id()}

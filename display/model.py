@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -26,16 +25,23 @@ from dataclasses import dataclass, field, replace
 
 from appliance.clock import Clock
 from appliance.errors import StoreError
+from appliance.lobby_view import (
+    BUSY,
+    NEXT_TICKETS,
+    RECENT_CALLS,
+    CounterState,
+    ServiceQueue,
+    error_kind,
+    read_lobby,
+    store_problem,
+)
 from appliance.names import public_name
-from appliance.queue import counters_for_day, waiting
 from appliance.store import Store
 from appliance.verdicts import messages_for
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 2.0           # reopen a missing/broken store this often
-RECENT_CALLS = 30       # calls kept in the snapshot (the screen shows far fewer)
-NEXT_TICKETS = 6
 READ_BUSY_MS = 20       # never stall a frame for long on a lock: show the old state instead
 LOCKED_PROBLEM_S = 1.0  # a lock held longer than this is shown in the status corner
 REFRESH_S = 5.0         # re-read even without commits: the office day and the clock move
@@ -53,20 +59,8 @@ class CallRow:
     service: str
 
 
-@dataclass(frozen=True)
-class CounterRow:
-    id: int
-    name: str
-    ticket: str | None  # last ticket called here, None before the first call
-    kind: str | None
-    call_id: int
-
-
-@dataclass(frozen=True)
-class ServiceWait:
-    code: str
-    name: str
-    waiting: int
+CounterRow = CounterState      # a counter's row on the screen is the read model's
+ServiceWait = ServiceQueue     # ... and so is a service's waiting line
 
 
 @dataclass(frozen=True)
@@ -76,6 +70,9 @@ class ScanRow:
     ticket: str | None
     message_id: str
     message_en: str
+    ahead: int | None = None            # an applicant the scan put in the queue
+    call_at: float | None = None        # ... and their expected call (epoch seconds)
+    at: float = 0.0                     # when it was scanned (office clock)
 
 
 @dataclass(frozen=True)
@@ -101,6 +98,7 @@ class Snapshot:
     next_tickets: tuple[str, ...] = ()
     latest_scan: ScanRow | None = None
     status: Status = field(default_factory=Status)
+    running_late_s: float | None = None   # lateness from [estimate] late_notice_minutes on
 
     @property
     def problem(self) -> str | None:
@@ -231,7 +229,7 @@ class StoreView:
 
     @staticmethod
     def _busy(e: sqlite3.OperationalError) -> bool:
-        return "locked" in str(e) or "busy" in str(e)
+        return error_kind(e) == BUSY
 
     def _set_problem(self, problem: str | None) -> None:
         if problem != self._logged_problem:       # log changes once, not every retry
@@ -243,58 +241,22 @@ class StoreView:
 
     @staticmethod
     def _describe(e: Exception) -> str:
-        text = str(e)
-        if "locked" in text or "busy" in text:
-            return "database terkunci / database locked; retrying"
-        if "no such table" in text or "no such column" in text:
-            return "database sedang dimigrasi / database being migrated; retrying"
-        return f"database error: {text}"
+        return store_problem(e)
 
     # reading ---------------------------------------------------------------------------------
 
     def _read(self) -> tuple[Snapshot, list[CallRow]]:
         assert self.store is not None
+        baseline = self._last_call_id
         with self.store.read() as db:
             day = self.clock.lobby_day(db)
-            schedule = db.execute(
-                "SELECT office_name, generated_at, services_json, announcements_json"
-                " FROM schedules WHERE date = ?", (day,)).fetchone()
-            counters = counters_for_day(db, day)
-            baseline = self._last_call_id
-            since = baseline if baseline is not None else -1
-            rows = db.execute(
-                "SELECT k.id, k.ticket, k.counter, k.kind, k.at, c.name, c.salutation,"
-                " c.service FROM calls k LEFT JOIN checkins c ON c.office_day = k.office_day"
-                " AND c.ticket = k.ticket WHERE k.office_day = ? AND (k.id > ? OR k.id IN"
-                " (SELECT id FROM calls WHERE office_day = ? ORDER BY id DESC LIMIT ?))"
-                " ORDER BY k.id", (day, since, day, RECENT_CALLS)).fetchall()
-            last_per_counter = db.execute(
-                "SELECT counter, ticket, kind, MAX(id) FROM calls WHERE office_day = ?"
-                " GROUP BY counter", (day,)).fetchall()
-            lined_up = waiting(db, day)
-            scan = db.execute(
-                "SELECT id, verdict, ticket, name, salutation, detail, count FROM scans"
-                " WHERE office_day = ? ORDER BY id DESC LIMIT 1", (day,)).fetchone()
-            kv = dict(db.execute(
-                "SELECT key, value FROM kv WHERE key IN ('announcements', 'sync.offline_since',"
-                " 'sync.last_error')").fetchall())
-            pending = db.execute(
-                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+            lobby = read_lobby(db, day, self.config, self.clock.time(),
+                               calls_since=baseline if baseline is not None else -1,
+                               recent_calls=RECENT_CALLS, next_tickets=NEXT_TICKETS)
 
-        services = {s["code"]: s["name"] for s in json.loads(schedule[2])} if schedule else {}
-        announcements = tuple(json.loads(schedule[3])) if schedule else ()
-        pushed = json.loads(kv["announcements"]) if "announcements" in kv else None
-        if isinstance(pushed, dict) and isinstance(pushed.get("items"), list):
-            announcements = tuple(str(a) for a in pushed["items"])
-
-        def counter_name(cid: int) -> str:
-            return counters[cid].name if cid in counters else f"Loket {cid}"
-
-        calls = []
-        for cid, ticket, counter, kind, at, name, salutation, service in rows:
-            shown = public_name(name or "", self.names_mode, salutation or "")
-            calls.append(CallRow(cid, ticket, counter, counter_name(counter), kind, at, shown,
-                                 service or ticket.rstrip("0123456789")))
+        calls = [CallRow(c.id, c.ticket, c.counter, c.counter_name, c.kind, c.at,
+                         public_name(c.name, self.names_mode, c.salutation), c.service)
+                 for c in lobby.calls]
         new_calls = [c for c in calls if baseline is not None and c.id > baseline]
         if calls:
             self._last_call_id = max(calls[-1].id, baseline or 0)
@@ -302,31 +264,20 @@ class StoreView:
             self._last_call_id = 0
         calls = calls[-RECENT_CALLS:]
 
-        called = {cid: (ticket, kind, call_id) for cid, ticket, kind, call_id in last_per_counter}
-        rows_out = [CounterRow(cid, counter_name(cid), t, k, i)
-                    for cid, (t, k, i) in called.items()]
-        rows_out.sort(key=lambda r: -r.call_id)
-        rows_out += [CounterRow(cid, c.name, None, None, 0)
-                     for cid, c in sorted(counters.items()) if cid not in called]
-
-        per_service: dict[str, int] = {}
-        for row in lined_up:
-            per_service[row[1]] = per_service.get(row[1], 0) + 1
-        codes = list(services) + sorted(c for c in per_service if c not in services)
-        waits = tuple(ServiceWait(c, services.get(c, c), per_service.get(c, 0)) for c in codes)
 
         latest_scan = None
+        scan = lobby.latest_scan
         if scan is not None:
-            sid, verdict, ticket, name, salutation, detail, count = scan
-            shown = public_name(name or "", self.names_mode, salutation or "")
+            shown = public_name(scan.name, self.names_mode, scan.salutation)
             try:
-                msg_id, msg_en = messages_for(verdict, ticket, detail, shown)
+                msg_id, msg_en = messages_for(scan.verdict, scan.ticket, scan.detail, shown)
             except (KeyError, ValueError, TypeError):
-                msg_id, msg_en = (f"Silakan ke petugas ({verdict}).",
-                                  f"Please see an officer ({verdict}).")
-            latest_scan = ScanRow(sid, verdict, ticket, msg_id, msg_en)
+                msg_id, msg_en = (f"Silakan ke petugas ({scan.verdict}).",
+                                  f"Please see an officer ({scan.verdict}).")
+            latest_scan = ScanRow(scan.id, scan.verdict, scan.ticket, msg_id, msg_en,
+                                  scan.ahead, scan.call_at, scan.at)
             # A run of unreadable scans is one row whose count grows: each is a new scan.
-            seen = (sid, count)
+            seen = (scan.id, scan.count)
             self.new_scan = self._last_scan_id is not None and seen > self._last_scan_id
             self._last_scan_id = seen
         elif self._last_scan_id is None:
@@ -334,20 +285,13 @@ class StoreView:
 
         status = Status(
             problem=None,
-            offline_since=_number(kv.get("sync.offline_since")),
-            schedule_generated_at=schedule[1] if schedule else None,
-            max_schedule_age_s=self.config.server.max_schedule_age_hours * 3600.0,
-            outbox_pending=pending,
-            last_error=json.loads(kv["sync.last_error"]) if "sync.last_error" in kv else None,
+            offline_since=lobby.offline_since,
+            schedule_generated_at=lobby.schedule.generated_at if lobby.schedule else None,
+            max_schedule_age_s=lobby.max_schedule_age_s,
+            outbox_pending=lobby.outbox_pending,
+            last_error=lobby.last_error,
         )
-        office = (schedule[0] if schedule else "") or self.config.office.name
-        snapshot = Snapshot(day, office, announcements, tuple(calls), tuple(rows_out), waits,
-                            tuple(r[0] for r in lined_up[:NEXT_TICKETS]), latest_scan, status)
+        snapshot = Snapshot(day, lobby.office_name, lobby.announcements, tuple(calls),
+                            lobby.counter_states, lobby.queues, lobby.next_tickets,
+                            latest_scan, status, lobby.running_late_s)
         return snapshot, new_calls
-
-
-def _number(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    value = json.loads(raw)
-    return float(value) if isinstance(value, int | float) else None

@@ -253,6 +253,7 @@ class Screen:
         scan = self.snapshot.latest_scan
         if scan is not None and now < self.checkin_until:
             bg = OK_BG if scan.verdict in OK_VERDICTS else REJECT_BG
+            estimate = self._checkin_estimate(scan)
 
             def draw_checkin(rect: pygame.Rect) -> None:
                 pygame.draw.rect(self.surface, BACKGROUND, rect)
@@ -262,21 +263,38 @@ class Screen:
                 self._blit(self.text.fit_lines(scan.message_id, title.w, title.h,
                                                max_size=self.layout.type_px(0.06), bold=True,
                                                center=True), title, align="center")
-                self._blit(self.text.fit_lines(scan.message_en, body.w, body.h,
+                english = scan.message_en
+                if estimate is not None:
+                    line = self.layout["checkin.estimate"]
+                    self._blit(self.text.fit(estimate[0], line.w, line.h, bold=True,
+                                             max_size=self.layout.type_px(0.055), color=ACCENT),
+                               line, align="center")
+                    english = f"{english} {estimate[1]}"
+                self._blit(self.text.fit_lines(english, body.w, body.h,
                                                max_size=self.layout.type_px(0.04), center=True,
                                                color=(230, 240, 230)), body, align="center")
-            return ("checkin", scan, bg), draw_checkin
+            return ("checkin", scan, bg, estimate), draw_checkin
         snap = self.snapshot
-        key = ("waiting", snap.waiting, snap.next_tickets)
+        items = [waiting_parts(w) for w in snap.waiting] or [("—", "")]
+        late = lateness_lines(snap.running_late_s)
+        key = ("waiting", tuple(items), late, snap.next_tickets)
 
         def draw_waiting(rect: pygame.Rect) -> None:
             pygame.draw.rect(self.surface, BACKGROUND, rect)
             pygame.draw.rect(self.surface, PANEL, rect,
                              border_radius=max(4, self.layout.unit // 120))
             self._line(self.layout["waiting.title"], "Menunggu / Waiting", 0.032, color=MUTED)
-            box = self.layout["waiting.services"]
-            lines = [f"{w.code} · {w.name}: {w.waiting}" for w in snap.waiting] or ["—"]
-            self._stack(box, lines, 0.04)
+            if late is not None:
+                box = self.layout["waiting.late"]
+                top = pygame.Rect(box.x, box.y, box.w, box.h * 3 // 5)
+                bottom = pygame.Rect(box.x, top.bottom, box.w, box.h - top.h)
+                self._blit(self.text.fit(late[0], top.w, top.h, bold=True, color=WARN,
+                                         max_size=self.layout.type_px(0.036)), top,
+                           align="right")
+                self._blit(self.text.fit(late[1], bottom.w, bottom.h, color=WARN,
+                                         max_size=self.layout.type_px(0.026)), bottom,
+                           align="right")
+            self._services(self.layout["waiting.services"], items, 0.04)
             nxt = self.layout["waiting.next"]
             head = pygame.Rect(nxt.x, nxt.y, nxt.w, nxt.h // 4)
             self._line(head, "Berikutnya / Next", 0.03, color=MUTED)
@@ -286,6 +304,15 @@ class Screen:
                                            max_size=self.layout.type_px(0.055), bold=True,
                                            color=ACCENT), body)
         return key, draw_waiting
+
+    def _checkin_estimate(self, scan) -> tuple[str, str] | None:
+        """The accepted applicant's place and expected call (Indonesian, English), if known."""
+        if scan.verdict not in OK_VERDICTS or scan.ahead is None or scan.call_at is None:
+            return None
+        at = datetime.fromtimestamp(scan.call_at, self.tz).strftime("%H:%M")
+        n = scan.ahead
+        return (f"{scan.ticket} · {n} orang di depan · perkiraan dipanggil {at}",
+                f"{n} {'person' if n == 1 else 'people'} ahead, expected call about {at}.")
 
     # status corner -----------------------------------------------------------------------
 
@@ -373,13 +400,25 @@ class Screen:
                              color=color, bold=bold)
         self._blit(surf, rect, align=align)
 
-    def _stack(self, rect: pygame.Rect, lines: list[str], size: float) -> None:
-        n = max(1, min(len(lines), 6))
-        line_h = rect.h // n
-        for i, line in enumerate(lines[:n]):
-            box = pygame.Rect(rect.x, rect.y + i * line_h, rect.w, line_h)
-            self._blit(self.text.fit(line, box.w, box.h,
-                                     max_size=min(self.layout.type_px(size), line_h)), box)
+    def _services(self, rect: pygame.Rect, items: list[tuple[str, str]], size: float) -> None:
+        """Up to six services one below the other. A service's line that would have to
+        shrink to fit goes on two lines instead (its name, then its count and wait), so it
+        stays as large as the box allows."""
+        n = max(1, min(len(items), 6))
+        item_h = rect.h // n
+        largest = min(self.layout.type_px(size), item_h)
+        for i, (head, tail) in enumerate(items[:n]):
+            box = pygame.Rect(rect.x, rect.y + i * item_h, rect.w, item_h)
+            one = self.text.fit(f"{head} {tail}".strip(), box.w, box.h, max_size=largest)
+            full = self.text.fit(head, 10**5, box.h, max_size=largest, min_size=largest)
+            if one.get_height() >= 0.9 * full.get_height() or not tail:
+                self._blit(one, box)
+                continue
+            half = box.h // 2
+            for j, part in enumerate((head, tail)):
+                line = pygame.Rect(box.x, box.y + j * half, box.w, half)
+                self._blit(self.text.fit(part, line.w, line.h, max_size=min(largest, half)),
+                           line)
 
     def _blit(self, surf: pygame.Surface, rect: pygame.Rect, align: str = "left") -> pygame.Rect:
         """Blit ``surf`` vertically centred in ``rect``; it was fitted, so it stays inside."""
@@ -394,6 +433,32 @@ class Screen:
         self.surface.blit(surf, placed)
         self.placed.setdefault(self._drawing, []).append(placed)
         return placed
+
+
+def waiting_parts(w) -> tuple[str, str]:
+    """One service's line in its two halves: "A · Paspor Baru:" and "4 menunggu · ±20 mnt"
+    (the estimated wait for someone arriving now, in steps of five minutes: it is an
+    estimate, not a promise)."""
+    count = f"{w.waiting} menunggu"
+    if w.next_wait_s is not None and w.next_wait_s != float("inf"):
+        minutes = w.next_wait_s / 60
+        count += " · " + ("< 5 mnt" if minutes < 5 else f"±{round(minutes / 5) * 5} mnt")
+    return f"{w.code} · {w.name}:", count
+
+
+def waiting_line(w) -> str:
+    return " ".join(waiting_parts(w))
+
+
+
+
+def lateness_lines(late_s: float | None) -> tuple[str, str] | None:
+    """What the screen says about lateness beyond the notice threshold; None when on time."""
+    if late_s is None:
+        return None
+    minutes = max(5, round(late_s / 300) * 5)
+    return (f"Layanan terlambat ±{minutes} menit dari jadwal",
+            f"Running about {minutes} min behind schedule")
 
 
 def _age(seconds: float) -> str:

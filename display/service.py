@@ -205,7 +205,10 @@ def _snapshot(config, out: str, size: tuple[int, int] | None) -> int:
         snap, _ = view.poll()
         view.close()
         screen = Screen(surface, config, wall=view.now)
-        screen.feed(snap, [], time.monotonic())
+        # What the lobby sees right now: the check-in panel while a scan is that recent.
+        scan = snap.latest_scan
+        recent = scan is not None and view.now() - scan.at < config.display.checkin_panel_seconds
+        screen.feed(snap, [], time.monotonic(), new_scan=recent)
         screen.frame(time.monotonic())
         try:
             pygame.image.save(surface, out)

@@ -36,6 +36,7 @@ from appliance.clock import (
 )
 from appliance.display_health import heartbeat_display
 from appliance.errors import ScheduleRejected
+from appliance.lobby_view import read_lobby
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
 from appliance.queue import Queue
@@ -534,8 +535,11 @@ class SyncService:
     # heartbeat -------------------------------------------------------------------------
 
     def heartbeat_doc(self) -> dict:
-        today = self.clock.office_day()
-        info = schedule_info(self.store, today)
+        with self.store.read() as db:
+            today = self.clock.lobby_day(db)
+            lobby = read_lobby(db, today, self.config, self.clock.time(), recent_calls=0,
+                               next_tickets=0)
+        info = lobby.schedule
         clock = self.store.get_kv("clock") or {}
         try:
             uptime = time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -545,13 +549,14 @@ class SyncService:
             "version": __version__,
             "uptime_s": int(uptime),
             "schedule": {"date": today, "version": info.version if info else None,
-                         "age_s": int(self.clock.time() - info.generated_at) if info else None},
+                         "age_s": int(lobby.schedule_age_s()) if info else None},
             "outbox": counts(self.store),
             "scanner": {"kind": self.config.scanner.kind,
                         "connected": bool(self.store.get_kv("scanner.connected", False))},
             "display": heartbeat_display(self.config.display.health_file),
             "clock": {"synced": bool(clock.get("synced", False)),
                       "offset_s": round(float(clock.get("offset_s", 0.0)), 3)},
+            "lobby": lobby.summary(),
         }
 
     def heartbeat(self) -> bool:

@@ -157,3 +157,24 @@ def test_a_huge_or_foreign_last_event_id_starts_the_stream_afresh(tmp_path):
                     assert head == b"id: 1" and next(lines) == b"event: announcements"
                 else:
                     assert head == b"id: 1" and next(lines) == b"", last[:20]
+
+
+def test_heartbeat_lobby_is_stored_shown_and_checked(tmp_path):
+    with DevServer(state_dir=str(tmp_path / "c")) as server:
+        url = f"{server.url}/devices/d1/heartbeat"
+        base = {"version": "x", "uptime_s": 1, "schedule": {}, "outbox": {}, "scanner": {},
+                "display": {}, "clock": {}}
+        assert requests.post(url, json=base, headers=AUTH, timeout=5).status_code == 204
+        assert server.admin("GET", "/_admin/state")["lobbies"] == {}   # an older appliance
+        lobby = {"date": "2026-11-30", "waiting": 4, "lateness_s": 900, "running_late": True,
+                 "open_counters": [1, 2], "services": [
+                     {"code": "A", "name": "Paspor Baru", "waiting": 4, "next_wait_s": 1200,
+                      "lateness_s": 900}]}
+        ok = requests.post(url, json={**base, "lobby": lobby}, headers=AUTH, timeout=5)
+        assert ok.status_code == 204
+        shown = server.admin("GET", "/_admin/state")["lobbies"]["d1"]
+        assert shown["services"] == lobby["services"] and shown["received_at"] > 0
+        bad = requests.post(url, json={**base, "lobby": {"services": "A"}}, headers=AUTH,
+                            timeout=5)
+        assert bad.status_code == 400 and '"lobby"' in bad.json()["error"]
+        assert server.admin("GET", "/_admin/state")["lobbies"]["d1"]["waiting"] == 4

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import datetime
 
 import pygame
 import pytest
@@ -13,7 +14,15 @@ from test_display_voice import write_tone
 from test_display_world import Mono, Office, video  # noqa: F401  (fixture)
 
 from appliance.names import public_name
-from display.screen import ACCENT, FLASH, PANEL, TEXT, Screen
+from display.screen import (
+    ACCENT,
+    FLASH,
+    PANEL,
+    TEXT,
+    Screen,
+    lateness_lines,
+    waiting_parts,
+)
 from display.sound import Announcer
 from display.text import TextRenderer
 from display.voice import CLIP_TEXT, ClipLibrary
@@ -214,5 +223,101 @@ def test_burst_of_ten_calls_each_shown_and_announced_in_order(tmp_path, video): 
     assert [(c.ticket, c.counter) for c in seen] == [(m.ticket, m.counter) for m in made]
     assert [a.ticket for a in announcer.history] == [m.ticket for m in made]
     assert [a.counter for a in announcer.history] == list(range(1, 11))
+    view.close()
+    office.close()
+
+
+class RecordingText(TextRenderer):
+    """The real renderer, remembering the size of the surface it made for each text, so a
+    test can find where the screen placed that text."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes: dict[str, set[tuple[int, int]]] = {}
+
+    def fit(self, text, max_w, max_h, **kw):
+        surf = super().fit(text, max_w, max_h, **kw)
+        self.sizes.setdefault(text or "", set()).add(surf.get_size())
+        return surf
+
+
+def placed_inside(screen, text_renderer, widget, text, box) -> bool:
+    sizes = text_renderer.sizes.get(text, set())
+    return any(r.size in sizes and box.contains(r) for r in screen.placed.get(widget, []))
+
+
+def render_recorded(office, size, mono, *, new_scan=False):
+    surface = pygame.display.set_mode(size)
+    view = office.view(mono)
+    text = RecordingText()
+    screen = Screen(surface, office.config, wall=office.wall, text=text)
+    snap, new = view.poll()
+    screen.feed(snap, new, mono.t, new_scan)
+    screen.frame(mono.t)
+    return screen, view, text
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_waiting_panel_shows_estimates_and_lateness(tmp_path, video, size):  # noqa: F811
+    office = Office(tmp_path)
+    office.check_in(8)
+    office.wall.t += 20 * 60                    # 09:50: the 09:00 slots are called late
+    office.queue.call_next(1)
+    office.queue.call_next(2)
+    screen, view, text = render_recorded(office, size, Mono())
+    pygame.image.save(screen.surface, str(tmp_path / f"waiting-{size[0]}x{size[1]}.png"))
+    lay, snap = screen.layout, screen.snapshot
+    assert snap.running_late_s == pytest.approx(50 * 60)
+    services = lay["waiting.services"]
+    for w in snap.waiting:
+        assert w.next_wait_s is not None
+        head, tail = waiting_parts(w)
+        assert tail.startswith(f"{w.waiting} menunggu · ")
+        assert tail.endswith(" mnt")
+        one_line = placed_inside(screen, text, "waiting", f"{head} {tail}", services)
+        assert one_line or (placed_inside(screen, text, "waiting", head, services)
+                            and placed_inside(screen, text, "waiting", tail, services)), w
+    late = lay["waiting.late"]
+    indonesian, english = lateness_lines(snap.running_late_s)
+    assert indonesian == "Layanan terlambat ±50 menit dari jadwal"
+    assert placed_inside(screen, text, "waiting", indonesian, late)
+    assert placed_inside(screen, text, "waiting", english, late)
+    drawn = screen.placed["waiting"]
+    assert not any(a.colliderect(b) for a, b in itertools.combinations(drawn, 2))
+    assert all(lay["waiting"].contains(r) for r in drawn)
+    assert_text_stays_inside(screen)
+    view.close()
+    office.close()
+
+
+def test_on_time_the_screen_says_nothing_about_lateness(tmp_path, video):  # noqa: F811
+    office = Office(tmp_path)
+    office.check_in(4)
+    office.wall.t -= 25 * 60                    # 09:05: five minutes after the slot
+    office.queue.call_next(1)
+    screen, view, text = render_recorded(office, (1920, 1080), Mono())
+    assert screen.snapshot.running_late_s is None
+    assert not any(screen.layout["waiting.late"].colliderect(r)
+                   for r in screen.placed["waiting"])
+    assert not any(t.startswith("Layanan terlambat") for t in text.sizes)
+    view.close()
+    office.close()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_checkin_panel_shows_place_and_expected_call(tmp_path, video, size):  # noqa: F811
+    office = Office(tmp_path)
+    tickets = office.check_in(5)
+    screen, view, text = render_recorded(office, size, Mono(), new_scan=True)
+    pygame.image.save(screen.surface, str(tmp_path / f"checkin-{size[0]}x{size[1]}.png"))
+    scan = screen.snapshot.latest_scan
+    assert scan.ticket == tickets[4] and scan.ahead == 3      # one of the five is a B
+    at = datetime.fromtimestamp(scan.call_at, office.config.tz).strftime("%H:%M")
+    line = f"{tickets[4]} · 3 orang di depan · perkiraan dipanggil {at}"
+    assert placed_inside(screen, text, "waiting", line, screen.layout["checkin.estimate"])
+    drawn = screen.placed["waiting"]
+    assert len(drawn) == 3                      # title, estimate, English body
+    assert not any(a.colliderect(b) for a, b in itertools.combinations(drawn, 2))
+    assert all(screen.layout["checkin"].contains(r) for r in drawn)
     view.close()
     office.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from conftest import write_config
@@ -19,6 +20,7 @@ from test_scanner_service import CODES, kv, query, today_schedule, wait_for
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
+from appliance.lobby_view import wait_estimates
 from appliance.print_queue import PrintQueue, printer_report
 from appliance.printer_service import PrinterService
 from appliance.store import Store
@@ -96,6 +98,19 @@ def test_each_check_in_prints_one_slip_that_says_what_the_screen_says(tmp_path):
         assert "3 orang di depan Anda" in receipts[2].text
         assert "Andi Saputra" not in first.text, "display.names = first applies on paper"
         assert "A001" not in "".join(r.text for r in receipts), "history is not printed"
+        # The estimated call is the read model's (the screen's), as of when it printed.
+        with Store(config.storage.path) as store:
+            clock = Clock(store, config)
+            with store.read() as db:
+                day = clock.lobby_day(db)
+                now = clock.time()
+                mine = wait_estimates(db, day, now, config).for_ticket("A004")
+        assert mine is not None
+        printed = receipts[2].text
+        assert "Perkiraan dipanggil pukul ±" in printed
+        at = printed.split("Perkiraan dipanggil pukul ±")[1][:5]
+        shown = datetime.fromisoformat(f"{day}T{at}").replace(tzinfo=config.tz).timestamp()
+        assert abs(shown - mine.call_at) <= 120, (at, mine)
 
 
 def test_paper_out_is_shown_retried_and_the_slip_printed_once(tmp_path):

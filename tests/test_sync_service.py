@@ -9,8 +9,11 @@ import time
 import pytest
 from test_sync_harness import DEVICE, TOKEN, outbox_states, record_events, server_ids, wait_until
 
+from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
+from appliance.lobby_view import read_lobby
 from appliance.outbox import counts, record_event
+from appliance.queue import Queue
 from appliance.schedule import schedule_info
 from appliance.store import Store
 from sync.service import SyncService, run
@@ -235,6 +238,43 @@ def test_heartbeat_carries_the_contract_fields(service, central):
     assert beat["schedule"]["date"] == today(service) and beat["schedule"]["version"] == 1
     assert beat["version"] and beat["uptime_s"] >= 0
     assert set(beat["clock"]) == {"synced", "offset_s"}
+
+
+def test_heartbeat_carries_estimates_and_lateness_per_service(service, central, sync_config):
+    """The central server hears how the office runs: waiting, the estimated wait and the
+    lateness per service, the same facts the screen shows (``appliance.lobby_view``)."""
+    service.pull_round()
+    day = today(service)
+    rows = service.store.db.execute(
+        "SELECT booking_code, slot_start FROM appointments WHERE date = ? AND service = 'A'"
+        " AND priority = 0 ORDER BY slot_start LIMIT 3", (day,)).fetchall()
+    assert len(rows) == 3
+    # Forget the server's time, so the desk's clocks below are believed: each applicant
+    # checks in at their slot's start, whatever the hour the test runs at.
+    with service.store.write() as db:
+        db.execute("DELETE FROM kv WHERE key = 'clock'")
+    for code, slot in rows:
+        clock = Clock(service.store, sync_config, wall=lambda slot=slot: slot)
+        assert CheckinDesk(service.store, sync_config, clock).scan(code).accepted
+    first = Queue(service.store, sync_config).call_next(1)
+    assert first is not None and first.service == "A"
+    assert service.heartbeat() is True
+    state = central.admin("GET", "/_admin/state")
+    lobby = state["heartbeats"][DEVICE]["lobby"]
+    assert state["lobbies"][DEVICE]["services"] == lobby["services"]
+    assert lobby["date"] == day and lobby["waiting"] == 2
+    a = next(s for s in lobby["services"] if s["code"] == "A")
+    assert a["waiting"] == 2 and a["next_wait_s"] >= 0
+    # the call came now, for a slot that began at rows[0]'s time
+    late = max(0.0, first.at - rows[0][1])
+    assert a["lateness_s"] == pytest.approx(late, abs=1)
+    assert lobby["lateness_s"] >= a["lateness_s"]
+    assert lobby["running_late"] == (lobby["lateness_s"] >= 60 * 15)
+    with service.store.read() as db:
+        again = read_lobby(db, day, sync_config, service.clock.time(), recent_calls=0)
+    assert [(s["code"], s["waiting"], s["lateness_s"]) for s in lobby["services"]] == [
+        (q.code, q.waiting, None if q.lateness_s is None else round(q.lateness_s))
+        for q in again.queues]
 
 
 def test_clock_offset_from_date_header(service, central, sync_config):
