@@ -82,10 +82,11 @@ class PrinterService:
         self.state = (code, detail)
         kind = self.config.printer.kind
         try:
-            self.store.set_kv(STATE_KEY, {"state": code, "detail": detail, "kind": kind,
-                                          "since": time.time()})
-            self.store.report_health(SERVICE, "degraded" if problem else "running", detail,
-                                     error=detail if problem else None)
+            with self.store.write() as db:     # one commit: status never sees half a change
+                self.store.set_kv(STATE_KEY, {"state": code, "detail": detail, "kind": kind,
+                                              "since": time.time()}, db=db)
+                self.store.report_health(SERVICE, "degraded" if problem else "running", detail,
+                                         error=detail if problem else None, db=db)
         except (AntreanError, sqlite3.Error) as e:
             log.debug("printer state not recorded: %s", e)
         self.notify.status(f"{code}: {detail}")

@@ -439,19 +439,22 @@ class Store:
                 w.execute(sql, args)
 
     def report_health(self, service: str, state: str, detail: str = "",
-                      error: str | None = None) -> None:
-        """Record a service's state for ``antrean status`` (call on changes, not per tick)."""
+                      error: str | None = None, db: sqlite3.Connection | None = None) -> None:
+        """Record a service's state for ``antrean status`` (call on changes, not per tick);
+        pass ``db`` to join an open write transaction."""
         now = time.time()
-        with self.write() as db:
-            db.execute(
-                "INSERT INTO service_health(service, pid, state, detail, updated_at, last_error,"
-                " last_error_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE SET"
-                " pid = excluded.pid, state = excluded.state, detail = excluded.detail,"
-                " updated_at = excluded.updated_at,"
-                " last_error = COALESCE(excluded.last_error, service_health.last_error),"
-                " last_error_at = COALESCE(excluded.last_error_at, service_health.last_error_at)",
-                (service, os.getpid(), state, detail, now, error, now if error else None),
-            )
+        sql = ("INSERT INTO service_health(service, pid, state, detail, updated_at, last_error,"
+               " last_error_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(service) DO UPDATE SET"
+               " pid = excluded.pid, state = excluded.state, detail = excluded.detail,"
+               " updated_at = excluded.updated_at,"
+               " last_error = COALESCE(excluded.last_error, service_health.last_error),"
+               " last_error_at = COALESCE(excluded.last_error_at, service_health.last_error_at)")
+        args = (service, os.getpid(), state, detail, now, error, now if error else None)
+        if db is not None:
+            db.execute(sql, args)
+        else:
+            with self.write() as w:
+                w.execute(sql, args)
 
     def integrity_check(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
