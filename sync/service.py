@@ -39,6 +39,7 @@ from appliance.errors import ScheduleRejected
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
 from appliance.queue import Queue
+from appliance.readers import heartbeat_scanner
 from appliance.schedule import is_usable, save_schedule, schedule_info, verify_schedule
 from appliance.store import Store
 from sync.backoff import Backoff
@@ -547,8 +548,7 @@ class SyncService:
             "schedule": {"date": today, "version": info.version if info else None,
                          "age_s": int(self.clock.time() - info.generated_at) if info else None},
             "outbox": counts(self.store),
-            "scanner": {"kind": self.config.scanner.kind,
-                        "connected": bool(self.store.get_kv("scanner.connected", False))},
+            "scanner": heartbeat_scanner(self.config, self.store),
             "display": heartbeat_display(self.config.display.health_file),
             "clock": {"synced": bool(clock.get("synced", False)),
                       "offset_s": round(float(clock.get("offset_s", 0.0)), 3)},
