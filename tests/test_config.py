@@ -296,3 +296,19 @@ def test_a_bad_reader_list_is_one_line_from_the_cli(tmp_path):
     assert out.returncode != 0 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "scanner[1].port" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_examples_reader_list_loads_in_place_of_its_scanner_table(tmp_path):
+    """antrean.example.toml's commented [[scanner]] block is a working two-reader config."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "antrean.example.toml").read_text()
+    text = text.replace("REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=", KEY.public_b64)
+    single = re.search(r"^\[scanner\]\n(?:[^\[\n#].*\n)+", text, re.M)
+    listed = re.search(r"^# \[\[scanner\]\]\n(?:#.*\n)+", text, re.M)
+    assert single and listed
+    readers = "".join(line[2:] + "\n" for line in listed[0].splitlines())
+    cfg, _ = load(tmp_path, text.replace(single[0], "").replace(listed[0], readers))
+    assert [(r.name, r.kind) for r in cfg.readers] == [("entrance", "serial"),
+                                                       ("desk", "keyboard")]
