@@ -61,7 +61,6 @@ class ScannerService:
         self.stop = stop or threading.Event()
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
         self.notify = notify or SdNotify()
-        self._stdin_fd = stdin_fd
         self._pin_factory = pin_factory
         self.store = Store(config.storage.path)
         self.desk = CheckinDesk(self.store, config)

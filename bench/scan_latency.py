@@ -75,8 +75,8 @@ class TimedService(ScannerService):
         super().__init__(*args, **kwargs)
         self.committed = committed
 
-    def handle_scan(self, payload: bytes) -> None:
-        super().handle_scan(payload)
+    def handle_scan(self, payload: bytes, reader: str | None = None) -> None:
+        super().handle_scan(payload, reader)
         self.committed.put(time.perf_counter())
 
 
