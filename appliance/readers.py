@@ -104,6 +104,7 @@ class ReaderSet:
             except AntreanError as e:
                 self.set_state(section.name, False, str(e))
                 continue
+            reader.backend.reader_name = section.name
             reader.backend.start()
 
     def _payload_from(self, name: str):

@@ -128,6 +128,8 @@ def test_concurrent_scans_from_three_readers_get_distinct_numbers_and_their_name
             VirtualSerialScanner(cfg.readers[1].port) as side, \
             Running(cfg, stdin_fd=stdin_fd):
         wait_for(lambda: connected(cfg, "entrance", "side-door", "desk"), "all three readers")
+        running = {t.name for t in threading.enumerate()}
+        assert {"scanner-entrance", "scanner-side-door", "scanner-desk"} <= running
         start = threading.Barrier(3)
 
         def burst(send, codes):
