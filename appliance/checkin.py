@@ -79,13 +79,19 @@ class _Booking:
 
 def _report_runs(db) -> int:
     """One ``scan_rejected`` event with ``count`` for the unreported rest of each run."""
-    rows = db.execute("SELECT id, count - reported, COALESCE(last_at, at), payload_sha256"
-                      " FROM scans WHERE count > reported ORDER BY id").fetchall()
-    for rid, rest, last, sha in rows:
+    rows = db.execute("SELECT id, count - reported, COALESCE(last_at, at), payload_sha256,"
+                      " reader FROM scans WHERE count > reported ORDER BY id").fetchall()
+    for rid, rest, last, sha, reader in rows:
         record_event(db, "scan_rejected", {"reason": "unreadable", "booking_code": None,
-                                           "payload_sha256": sha, "count": rest}, last)
+                                           "payload_sha256": sha, "count": rest,
+                                           **_from(reader)}, last)
         db.execute("UPDATE scans SET reported = count WHERE id = ?", (rid,))
     return len(rows)
+
+
+def _from(reader: str | None) -> dict:
+    """The optional ``reader`` field of an event: absent for ``antrean scan``."""
+    return {"reader": reader} if reader else {}
 
 
 def _payload_sha256(payload: bytes | str) -> str:
@@ -191,15 +197,18 @@ class CheckinDesk:
         except ValueError:
             return True
 
-    def scan(self, payload: bytes | str) -> ScanResult:
-        """Decide one payload and commit the outcome; returns only after the commit."""
+    def scan(self, payload: bytes | str, reader: str | None = None) -> ScanResult:
+        """Decide one payload and commit the outcome; returns only after the commit.
+
+        ``reader`` is the name of the reader it came from (``[[scanner]] name``): kept in
+        the scan record and its event, so the office sees which door or desk it was."""
         parsed = parse_payload(payload, self._trusted)
         sha = _payload_sha256(payload)
         at = self.clock.time()
         ticket = None
         with self.store.write() as db:
             verdict, booking, code, detail, today = self._decide(db, parsed, at)
-            run = self._open_run(db, today, at) if verdict == "unreadable" else None
+            run = self._open_run(db, today, at, reader) if verdict == "unreadable" else None
             if run is not None:
                 db.execute("UPDATE scans SET count = count + 1, last_at = ?, payload_sha256 = ?"
                            " WHERE id = ?", (at, sha, run))
@@ -225,27 +234,29 @@ class CheckinDesk:
                      booking.origin))
                 self.clock.pin_lobby_day(db, today)
                 record_event(db, "checkin", {"booking_code": code, "ticket": ticket,
-                                             "service": booking.service, "offline": offline},
-                             at)
+                                             "service": booking.service, "offline": offline,
+                                             **_from(reader)}, at)
             else:
                 record_event(db, "scan_rejected", {"reason": verdict, "booking_code": code,
-                                                   "payload_sha256": sha}, at)
+                                                   "payload_sha256": sha, **_from(reader)}, at)
             name = booking.name if booking else ""
             salutation = booking.salutation if booking else ""
             db.execute(
                 "INSERT INTO scans(at, office_day, verdict, booking_code, ticket, name,"
-                " salutation, detail, payload_sha256) VALUES (?,?,?,?,?,?,?,?,?)",
-                (at, today, verdict, code, ticket, name, salutation, detail, sha))
+                " salutation, detail, payload_sha256, reader) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (at, today, verdict, code, ticket, name, salutation, detail, sha, reader))
         shown = public_name(name, self.config.display.names, salutation)
         message_id, message_en = messages_for(verdict, ticket, detail, shown)
         return ScanResult(verdict, ticket, code, name, salutation, message_id, message_en,
                           detail, at)
 
     @staticmethod
-    def _open_run(db, today: str, at: float) -> int | None:
-        """The row of the run of unreadable scans this one continues, if any."""
+    def _open_run(db, today: str, at: float, reader: str | None) -> int | None:
+        """The row of the run of unreadable scans this one continues, if any: a run is one
+        reader's latest scans (a noisy cable at the door is not the desk's keypad, and two
+        noisy readers still make one row each)."""
         row = db.execute("SELECT id, verdict, office_day, at, COALESCE(last_at, at) FROM scans"
-                         " ORDER BY id DESC LIMIT 1").fetchone()
+                         " WHERE reader IS ? ORDER BY id DESC LIMIT 1", (reader,)).fetchone()
         if row is None:
             return None
         rid, verdict, day, first, last = row

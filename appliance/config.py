@@ -51,6 +51,8 @@ DECODERS = ("zxing", "pyzbar")
 # The Pi's primary UART is on BCM 14 (TXD) and 15 (RXD): a scanner there owns those pins.
 UART_DEVICES = ("serial0", "ttyAMA0", "ttyS0")
 UART_PINS = (14, 15)
+# A reader's name: in logs, `antrean status`, scan records and outbox events.
+READER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 class _Key:
@@ -160,6 +162,13 @@ def _check_pins(value: list) -> str | None:
     return None
 
 
+def _check_reader_name(value: str) -> str | None:
+    if value and not READER_NAME_RE.match(value):
+        return (f"{value!r} is not a reader name: 1-32 lower-case letters, digits, - or _ "
+                "(for example \"entrance\" or \"desk\")")
+    return None
+
+
 SERVICE_CODE_RE = re.compile(r"^[A-Z]{1,3}$")
 
 
@@ -204,6 +213,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "ca_file": _Key(str, ""),
     },
     "scanner": {
+        "name": _Key(str, "", check=_check_reader_name),
         "kind": _Key(str, NO_SCANNER, choices=SCANNER_KINDS),
         "port": _Key(str, "/dev/antrean-scanner"),
         "baudrate": _Key(int, 9600, choices=SERIAL_BAUDRATES),
@@ -312,6 +322,9 @@ class Config:
     display: Section
     printer: Section
     estimate: Section
+    # Every configured reader, each a validated ``[scanner]`` / ``[[scanner]]`` table with a
+    # unique ``name``; ``scanner`` is the first of them (or the ``kind = "none"`` defaults).
+    readers: tuple[Section, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -355,10 +368,10 @@ def _gpio_pins(gpio: Section) -> list[tuple[str, int]]:
     return pins
 
 
-def _check_together(s: dict[str, Section]) -> str | None:
+def _check_together(s: dict[str, Section], readers: list[tuple[str, Section]]) -> str | None:
     """Settings that each pass but contradict each other, or that a part would refuse when
     it starts: the problem, naming every key involved, or None."""
-    gpio, scanner = s["gpio"], s["scanner"]
+    gpio = s["gpio"]
     if gpio.enabled:
         owner: dict[int, str] = {}
         for key, pin in _gpio_pins(gpio):
@@ -366,21 +379,16 @@ def _check_together(s: dict[str, Section]) -> str | None:
                 return (f"{owner[pin]} and {key} both use BCM pin {pin}; give every LED, "
                         "buzzer and button its own pin")
             owner[pin] = key
-        if scanner.kind == "serial" and os.path.basename(scanner.port) in UART_DEVICES:
-            for pin in UART_PINS:
-                if pin in owner:
-                    return (f"{owner[pin]} uses BCM pin {pin}, but scanner.port "
-                            f"{scanner.port} is the UART on pins {UART_PINS[0]} and "
-                            f"{UART_PINS[1]}; move the {owner[pin]} wire to another pin")
+        for key, reader in readers:
+            if reader.kind == "serial" and os.path.basename(reader.port) in UART_DEVICES:
+                for pin in UART_PINS:
+                    if pin in owner:
+                        return (f"{owner[pin]} uses BCM pin {pin}, but {key}.port "
+                                f"{reader.port} is the UART on pins {UART_PINS[0]} and "
+                                f"{UART_PINS[1]}; move the {owner[pin]} wire to another pin")
     elif gpio.mock_panel:
         return ("gpio.mock_panel is set but gpio.enabled is false, so no button would be "
                 "pressed; set gpio.enabled = true or remove gpio.mock_panel")
-    if scanner.kind == "serial" and not scanner.port:
-        return ("scanner.port is empty but scanner.kind is \"serial\"; set it to the "
-                "scanner's device (for example \"/dev/antrean-scanner\")")
-    if scanner.kind == "keyboard" and not scanner.device:
-        return ("scanner.device is empty but scanner.kind is \"keyboard\"; set it to the "
-                "scanner's input device (/dev/input/by-id/...-event-kbd)")
     est = s["estimate"]
     slowest = max([est.default_minutes, *est.minutes.values()])
     if slowest >= est.idle_minutes:
@@ -391,6 +399,104 @@ def _check_together(s: dict[str, Section]) -> str | None:
     return None
 
 
+def _section_values(name: str, given: dict, keys: dict[str, _Key], path: str, base: Path,
+                    label: str) -> dict[str, Any]:
+    """One table's validated values; ``label`` names it in errors (``scanner[1]``)."""
+    for key in given:
+        if key not in keys:
+            raise ConfigError(f"{path}: unknown key {label}.{key}; known keys in [{name}]: "
+                              + ", ".join(keys))
+    values = {}
+    for key, spec in keys.items():
+        where = f"{path}: {label}.{key}"
+        if key not in given:
+            if spec.required:
+                raise ConfigError(f"{where} is missing; see docs/config.md")
+            values[key] = spec.default
+            continue
+        value = _validate_value(where, spec, given[key])
+        if (name, key) in DEVICE_KEYS and value:
+            value = os.path.normpath(base / os.path.expanduser(value))
+        elif (name, key) in PATH_KEYS and value:
+            value = str((base / os.path.expanduser(value)).resolve())
+        values[key] = value
+    return values
+
+
+def _scanner_tables(data: dict[str, Any], path: str) -> list[tuple[str, dict]]:
+    """The ``[scanner]`` table or the ``[[scanner]]`` list, each with its label in errors."""
+    given = data.get("scanner", {})
+    if isinstance(given, dict):
+        return [("scanner", given)]
+    if not given:
+        raise ConfigError(f"{path}: [[scanner]] is an empty list; add a reader table or "
+                          "remove the key")
+    for i, table in enumerate(given):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: scanner[{i}] must be a table ([[scanner]])")
+    return [(f"scanner[{i}]", table) for i, table in enumerate(given)]
+
+
+def _reader_source(reader: dict[str, Any]) -> tuple[str, str] | None:
+    """What a reader reads, as (key, value): two readers must never share it."""
+    kind = reader["kind"]
+    if kind == "serial":
+        return "port", reader["port"]
+    if kind == "keyboard":
+        return "device", reader["device"]
+    if kind == "camera":
+        return "frames_dir", reader["frames_dir"] or "the Pi camera"
+    if kind == "stdin":
+        return "kind", "standard input"
+    return None
+
+
+def _name_readers(readers: list[tuple[str, dict[str, Any]]], path: str) -> None:
+    """Give unnamed readers their kind as name (``serial``, or ``serial-1``, ``serial-2``
+    when several of one kind are unnamed); refuse a name or a device used twice."""
+    unnamed: dict[str, int] = {}
+    for _, reader in readers:
+        if not reader["name"]:
+            unnamed[reader["kind"]] = unnamed.get(reader["kind"], 0) + 1
+    numbered: dict[str, int] = {}
+    for _, reader in readers:
+        if not reader["name"]:
+            kind = reader["kind"]
+            if unnamed[kind] == 1:
+                reader["name"] = kind
+            else:
+                numbered[kind] = numbered.get(kind, 0) + 1
+                reader["name"] = f"{kind}-{numbered[kind]}"
+    names: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for label, reader in readers:
+        if reader["kind"] == NO_SCANNER and len(readers) > 1:
+            raise ConfigError(f"{path}: {label}.kind is \"none\" in a list of readers; "
+                              "remove that [[scanner]] table")
+        other = names.setdefault(reader["name"], label)
+        if other != label:
+            raise ConfigError(f"{path}: {other} and {label} are both named "
+                              f"{reader['name']!r}; give every reader its own scanner.name")
+        if reader["kind"] == "serial" and not reader["port"]:
+            raise ConfigError(f"{path}: {label}.port is empty but {label}.kind is "
+                              "\"serial\"; set it to the scanner's device (for example "
+                              "\"/dev/antrean-scanner\")")
+        if reader["kind"] == "keyboard" and not reader["device"]:
+            raise ConfigError(f"{path}: {label}.device is empty but {label}.kind is "
+                              "\"keyboard\"; set it to the scanner's input device "
+                              "(/dev/input/by-id/...-event-kbd)")
+        source = _reader_source(reader)
+        if source is None:
+            continue
+        key, value = source
+        other = sources.setdefault(value, label)
+        if other != label:
+            what = f"{other}.{key} and {label}.{key} both read {value}" if key != "kind" \
+                else f"{other} and {label} both read standard input"
+            raise ConfigError(f"{path}: {what}; one device feeds one reader: remove one "
+                              "table or point it at its own device")
+
+
 def parse_config(data: dict[str, Any], path: str) -> Config:
     """Validate parsed TOML ``data``; ``path`` names the file in every error."""
     base = Path(path).resolve().parent
@@ -399,38 +505,30 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
         if name not in SCHEMA:
             known = ", ".join(f"[{s}]" for s in SCHEMA)
             raise ConfigError(f"{path}: unknown section [{name}]; known sections: {known}")
-        if not isinstance(data[name], dict):
+        if not isinstance(data[name], dict) and not (name == "scanner"
+                                                     and isinstance(data[name], list)):
             raise ConfigError(f"{path}: [{name}] must be a table")
     for name in REQUIRED_SECTIONS:
         if name not in data:
             raise ConfigError(f"{path}: section [{name}] is missing; see docs/config.md")
+    readers = [(label, _section_values("scanner", table, SCHEMA["scanner"], path, base, label))
+               for label, table in _scanner_tables(data, path)]
+    _name_readers(readers, path)
     for name, keys in SCHEMA.items():
-        given = data.get(name, {})
-        for key in given:
-            if key not in keys:
-                raise ConfigError(f"{path}: unknown key {name}.{key}; known keys in [{name}]: "
-                                  + ", ".join(keys))
-        values = {}
-        for key, spec in keys.items():
-            where = f"{path}: {name}.{key}"
-            if key not in given:
-                if spec.required:
-                    raise ConfigError(f"{where} is missing; see docs/config.md")
-                values[key] = spec.default
-                continue
-            value = _validate_value(where, spec, given[key])
-            if (name, key) in DEVICE_KEYS and value:
-                value = os.path.normpath(base / os.path.expanduser(value))
-            elif (name, key) in PATH_KEYS and value:
-                value = str((base / os.path.expanduser(value)).resolve())
-            values[key] = value
+        if name == "scanner":
+            continue
+        values = _section_values(name, data.get(name, {}), keys, path, base, name)
         if name == "printer":
             _check_printer(values, path)
         sections[name] = Section(values)
-    problem = _check_together(sections)
+    configured = [(label, Section(values)) for label, values in readers
+                  if values["kind"] != NO_SCANNER]
+    problem = _check_together(sections, configured)
     if problem:
         raise ConfigError(f"{path}: {problem}")
-    return Config(path=str(path), **sections)
+    sections["scanner"] = configured[0][1] if configured else Section(readers[0][1])
+    return Config(path=str(path), readers=tuple(section for _, section in configured),
+                  **sections)
 
 
 def _check_printer(printer: dict[str, Any], path: str) -> None:

@@ -82,34 +82,42 @@ def _token_check(config) -> Check:
     return Check("token", "ok", f"{path} present")
 
 
-def _scanner_check(config) -> Check:
-    kind = config.scanner.kind
+def _scanner_checks(config) -> list[Check]:
+    """One check per reader, named ``scanner`` when there is one, else ``scanner NAME``."""
+    readers = config.readers or (config.scanner,)
+    if len(readers) == 1:
+        return [_reader_check(readers[0], "scanner")]
+    return [_reader_check(r, f"scanner {r.name}") for r in readers]
+
+
+def _reader_check(reader, check: str) -> Check:
+    kind = reader.kind
     if kind in ("none", "stdin"):
-        return Check("scanner", "warn" if kind == "none" else "ok",
+        return Check(check, "warn" if kind == "none" else "ok",
                      f"scanner.kind = {kind!r}", "set scanner.kind for a real reader"
                      if kind == "none" else "")
-    device = {"serial": config.scanner.port, "keyboard": config.scanner.device}.get(kind)
+    device = {"serial": reader.port, "keyboard": reader.device}.get(kind)
     if kind == "camera":
         present = glob.glob("/dev/video*") or glob.glob("/dev/media*")
-        if config.scanner.frames_dir:
-            return Check("scanner", "ok", f"camera frames from {config.scanner.frames_dir}")
-        return Check("scanner", "ok" if present else "fail",
+        if reader.frames_dir:
+            return Check(check, "ok", f"camera frames from {reader.frames_dir}")
+        return Check(check, "ok" if present else "fail",
                      "camera devices: " + (", ".join(present) if present else "none"),
                      "" if present else "connect the camera ribbon cable and enable it")
     if not device or not os.path.exists(device):
-        return Check("scanner", "fail", f"{kind} scanner device {device!r} does not exist",
+        return Check(check, "fail", f"{kind} scanner device {device!r} does not exist",
                      "plug the scanner in; check `ls -l /dev/serial/by-id/` and the udev rule "
                      "in systemd/99-antrean-scanner.rules")
     try:
         fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         os.close(fd)
     except PermissionError:
-        return Check("scanner", "fail", f"{device} exists but cannot be opened by this user",
+        return Check(check, "fail", f"{device} exists but cannot be opened by this user",
                      "the antrean user needs group dialout (serial) or input (keyboard)")
     except OSError as e:
-        return Check("scanner", "warn", f"{device} exists but did not open: {e.strerror}",
+        return Check(check, "warn", f"{device} exists but did not open: {e.strerror}",
                      "it may be held by the running scanner service; that is fine")
-    return Check("scanner", "ok", f"{kind} scanner at {device} opens")
+    return Check(check, "ok", f"{kind} scanner at {device} opens")
 
 
 PRINTER_FIXES = {
@@ -243,7 +251,7 @@ def run_checks(config_path, print_test: bool = False) -> list[Check]:
     checks = [first]
     if config is None:
         return checks
-    checks += [_keys_check(config), _store_check(config), _scanner_check(config)]
+    checks += [_keys_check(config), _store_check(config), *_scanner_checks(config)]
     checks += _display_check()
     checks += _printer_checks(config, print_test)
     if config.server.url:

@@ -3,11 +3,15 @@
 One main thread owns the store. Driver threads (the scanner backend, gpiozero's button
 callbacks) only put items on a bounded inbox; the main thread takes them one at a time:
 
-- ``("scan", payload)``: the check-in path (``CheckinDesk.scan``), then LED/buzzer feedback
-  once the transaction is durable;
+- ``("scan", payload, reader)``: the check-in path (``CheckinDesk.scan``, which records the
+  reader's name), then LED/buzzer feedback once the transaction is durable;
 - ``("next", counter)`` / ``("recall", counter)``: a counter button, through ``Queue``;
-- ``("state", connected, detail)``: the scanner appeared or went away: logged once, written to
-  kv ``scanner.connected`` and ``service_health``.
+- ``("state", reader, connected, detail)``: a reader appeared or went away: logged once,
+  written to kv ``scanner.readers`` / ``scanner.connected`` and ``service_health``.
+
+Several readers (``[[scanner]]``, ``appliance.readers``) feed the one inbox; one reader that
+is unplugged or cannot be opened is a degraded state of that reader only, and the service is
+ready and checks in from the others.
 
 The bounded inbox is the back-pressure: under a flood the reader thread waits, so memory stays
 bounded and every complete line is still judged. Once a second the loop also does the store's
@@ -31,11 +35,11 @@ import sqlite3
 import threading
 import time
 
-from appliance.backends import NO_SCANNER, SCANNERS
 from appliance.checkin import CheckinDesk
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
 from appliance.queue import Queue
+from appliance.readers import ReaderSet
 from appliance.retention import BATCH, PRUNE_EVERY_S, prune_step
 from appliance.store import Store
 
@@ -48,18 +52,6 @@ ACCEPTED = ("ok", "already_checked_in")
 SERVICE = "scanner"
 
 
-def build_backend(config, on_payload, on_state, *, stdin_fd: int | None = None):
-    """The scanner backend ``scanner.kind`` names (``appliance.backends.SCANNERS``), or None
-    for ``none``.
-
-    Raises ``AntreanError`` (e.g. ``BackendUnavailable``) when it cannot even be built.
-    """
-    if config.scanner.kind == NO_SCANNER:
-        return None
-    return SCANNERS.build(config.scanner.kind, config.scanner, on_payload=on_payload,
-                          on_state=on_state, stdin_fd=stdin_fd)
-
-
 class ScannerService:
     """The loop behind ``antrean scanner``; see the module docstring."""
 
@@ -69,12 +61,12 @@ class ScannerService:
         self.stop = stop or threading.Event()
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
         self.notify = notify or SdNotify()
-        self._stdin_fd = stdin_fd
         self._pin_factory = pin_factory
         self.store = Store(config.storage.path)
         self.desk = CheckinDesk(self.store, config)
         self.queue = Queue(self.store, config)
-        self.backend = None
+        self.readers = ReaderSet(config.readers, self.on_payload, self.on_state,
+                                 stdin_fd=stdin_fd)
         self.gpio = None
         self.panel = None
         self.scans = 0
@@ -97,11 +89,17 @@ class ScannerService:
             except queue.Full:
                 continue
 
-    def on_payload(self, payload: bytes) -> None:
-        self._put(("scan", payload))
+    def on_payload(self, payload: bytes, reader: str | None = None) -> None:
+        self._put(("scan", payload, reader))
 
-    def on_state(self, connected: bool, detail: str) -> None:
-        self._put(("state", connected, detail))
+    def on_state(self, reader: str, connected: bool, detail: str) -> None:
+        self._put(("state", reader, connected, detail))
+
+    @property
+    def backend(self):
+        """The first reader's backend (None when it could not be built or none is set)."""
+        first = next(iter(self.readers), None)
+        return first.backend if first is not None else None
 
     def request_stop(self, *_signal) -> None:
         self.stop.set()
@@ -152,26 +150,26 @@ class ScannerService:
                                       "systemd restarts the scanner service")
         return False
 
-    def _set_connected(self, connected: bool) -> None:
+    def _save_readers(self) -> None:
         try:
-            self.store.set_kv("scanner.connected", connected)
+            self.readers.save(self.store)
         except (AntreanError, sqlite3.Error) as e:
-            log.debug("scanner.connected not recorded: %s", e)
+            log.debug("reader states not recorded: %s", e)
 
     # the items ---------------------------------------------------------------------------
 
     def handle(self, item: tuple) -> None:
         kind = item[0]
         if kind == "scan":
-            self.handle_scan(item[1])
+            self.handle_scan(*item[1:])
         elif kind in ("next", "recall"):
             self.handle_button(kind, item[1])
         elif kind == "state":
-            self.handle_state(item[1], item[2])
+            self.handle_state(*item[1:])
 
-    def handle_scan(self, payload: bytes) -> None:
+    def handle_scan(self, payload: bytes, reader: str | None = None) -> None:
         try:
-            result = self.desk.scan(payload)
+            result = self.desk.scan(payload, reader)
         except Exception as e:  # noqa: BLE001 - one bad scan must never stop the reader
             # Nothing was committed: the applicant hears the error pattern and scans again.
             if not isinstance(e, AntreanError | sqlite3.Error | OSError):
@@ -185,7 +183,7 @@ class ScannerService:
         if "store" in self._problems:
             self._set_problem("store", None)
         level = logging.DEBUG if result.verdict == "unreadable" else logging.INFO
-        log.log(level, "scan: %s%s%s", result.verdict,
+        log.log(level, "scan at %s: %s%s%s", reader, result.verdict,
                 f" {result.booking_code}" if result.booking_code else "",
                 f" -> {result.ticket}" if result.ticket else "")
         self._feedback("accepted" if result.verdict in ACCEPTED else "rejected")
@@ -207,15 +205,15 @@ class ScannerService:
         else:
             log.info("counter %d: %s %s", counter, call.kind, call.ticket)
 
-    def handle_state(self, connected: bool, detail: str) -> None:
-        self._scanner_detail = detail
+    def handle_state(self, reader: str, connected: bool, detail: str) -> None:
+        self.readers.set_state(reader, connected, detail)
+        self._scanner_detail = "; ".join(f"{r.name}: {r.detail}" for r in self.readers)
         if connected:
-            log.info("scanner connected: %s", detail)
-            self._set_problem("scanner", None)
+            log.info("reader %s connected: %s", reader, detail)
         else:
-            log.warning("scanner disconnected: %s", detail)
-            self._set_problem("scanner", f"scanner: {detail}")
-        self._set_connected(connected)
+            log.warning("reader %s disconnected: %s", reader, detail)
+        self._set_problem(f"reader {reader}", None if connected else f"reader {reader}: {detail}")
+        self._save_readers()
 
     def housekeeping(self) -> None:
         """Report ended runs of unreadable scans; delete expired history, a batch at a time."""
@@ -253,7 +251,7 @@ class ScannerService:
     # lifecycle ---------------------------------------------------------------------------
 
     def _start_parts(self) -> None:
-        self._set_connected(False)
+        self._save_readers()
         if self.config.gpio.enabled:
             try:
                 from drivers.gpio import Gpio
@@ -270,26 +268,26 @@ class ScannerService:
             except Exception as e:  # noqa: BLE001 - gpiozero raises many kinds off a Pi
                 self._set_problem("gpio", f"GPIO unavailable ({type(e).__name__}: {e}); "
                                           "check [gpio] pins or set gpio.enabled = false")
-        try:
-            self.backend = build_backend(self.config, self.on_payload, self.on_state,
-                                         stdin_fd=self._stdin_fd)
-        except AntreanError as e:
-            self._set_problem("scanner", f"scanner: {e}")
-        if self.backend is not None:
-            self.backend.start()
-        elif "scanner" not in self._problems:
+        self.readers.start()
+        for reader in self.readers:
+            if reader.backend is None:          # not even built: no state will ever come
+                self._set_problem(f"reader {reader.name}", f"reader {reader.name}: "
+                                                           f"{reader.detail}")
+        self._save_readers()
+        if not self.readers:
             self._scanner_detail = "no scanner configured (scanner.kind = none)"
         self._report()
 
     def _finished(self) -> bool:
-        return bool(self.backend is not None and self.backend.finished and self.inbox.empty())
+        return self.readers.finished and self.inbox.empty()
 
     def run(self) -> int:
         installed = self._install_signals()
         try:
             self._start_parts()
-            self.notify.ready(f"scanner {self.config.scanner.kind}")
-            log.info("scanner service ready (scanner.kind = %s)", self.config.scanner.kind)
+            names = ", ".join(f"{r.name} ({r.kind})" for r in self.readers) or "none"
+            self.notify.ready(f"readers: {names}")
+            log.info("scanner service ready (readers: %s)", names)
             ping_every = self.notify.watchdog_interval()
             tick = min(IDLE_TICK_S, ping_every) if ping_every else IDLE_TICK_S
             next_ping = time.monotonic()
@@ -325,15 +323,14 @@ class ScannerService:
     def close(self) -> None:
         self.stop.set()
         self.notify.stopping()
-        if self.backend is not None:
-            self.backend.close()
+        self.readers.close()
         if self.panel is not None:
             self.panel.close()
         if self.gpio is not None:
             self.gpio.close()
         try:
             self.desk.settle_unreadable(force=True)
-            self._set_connected(False)
+            self.readers.save(self.store)
             self.store.report_health(SERVICE, "stopped", "")
         except (AntreanError, sqlite3.Error):
             pass

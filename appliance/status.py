@@ -16,6 +16,7 @@ from appliance.errors import StoreError
 from appliance.lobby_view import read_lobby
 from appliance.outbox import counts as outbox_counts
 from appliance.print_queue import printer_report
+from appliance.readers import reader_report
 from appliance.retention import storage_facts
 from appliance.store import Store
 
@@ -119,7 +120,7 @@ def collect_status(config) -> dict:
             data["sync"] = {"last_ok": store.get_kv("sync.last_ok"),
                             "offline_since": store.get_kv("sync.offline_since"),
                             "last_error": store.get_kv("sync.last_error")}
-            data["scanner"] = {"connected": store.get_kv("scanner.connected")}
+            data["scanner"] = reader_report(config, store)
             data["printer"] = {"kind": config.printer.kind, **printer_report(store, today)}
             data["store"].update(storage_facts(db, path, config))
         data["day"] = today
@@ -204,6 +205,10 @@ def format_status(d: dict) -> str:
             f"a newcomer waits ~{round(s['next_wait_s'] / 60)} min"
         late = "" if s["lateness_s"] is None else f"; {round(s['lateness_s'] / 60)} min late"
         lines.append(f"         {s['code']} {s['name']}: {s['waiting']} waiting, {wait}{late}")
+    for r in (d.get("scanner") or {}).get("readers") or []:
+        lines.append(f"reader   {r['name']} ({r['kind']}): "
+                     f"{'connected' if r['connected'] else 'DISCONNECTED'}"
+                     + (f" ({r['detail']})" if r.get("detail") else ""))
     p = d.get("printer")
     if p and p.get("kind") != "none":
         lines.append(f"printer  {p['kind']}: {p.get('state')} ({p.get('detail')}); "

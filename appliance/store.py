@@ -169,6 +169,12 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX slips_one_per_checkin ON slips(checkin_id) WHERE kind = 'checkin';
     CREATE INDEX slips_state ON slips(state, id);
     """,
+    # 4: several readers on one appliance: which one each scan came from (NULL: `antrean scan`
+    # and scans recorded before this migration).
+    """
+    ALTER TABLE scans ADD COLUMN reader TEXT;
+    CREATE INDEX scans_reader ON scans(reader, id);   -- each reader's latest scan (its run)
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

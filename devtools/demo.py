@@ -3,11 +3,13 @@
 The default run starts the reference central server with today's generated schedule, the sync,
 scanner, display and printer services as real processes, and then simulates the lobby: applicants
 arriving with valid tickets (and some early, late, for another day, cancelled, unknown or
-garbage) on a real pseudo-terminal scanner, officers pressing their counters' "next" buttons
-(gpiozero mock pins) and the officers' software pushing calls through the server. The screen
-opens in a window when there is a display, and runs headless otherwise, writing a snapshot PNG
-every few seconds. The slip printer is a file; each slip it "prints" is drawn as a PNG in
-``slips/``. Ctrl-C stops everything; nothing is left running.
+garbage) on a real pseudo-terminal scanner at the entrance (and, for some without a
+smartphone, an officer typing their booking code on the desk's reader: a second reader feeding
+the same queue), officers pressing their counters' "next" buttons (gpiozero mock pins) and
+the officers' software pushing calls through the server. The screen opens in a window when
+there is a display, and runs headless otherwise, writing a snapshot PNG every few seconds.
+The slip printer is a file; each slip it "prints" is drawn as a PNG in ``slips/``. Ctrl-C
+stops everything; nothing is left running.
 
 ``--offline`` runs the older, quicker demo: a whole office day through the CLI code paths on
 a simulated clock, printed as a log, without services or network.
@@ -162,14 +164,21 @@ def run_lobby(out: Path, seconds: float = 0, headless: bool = False,
     slips = SlipFolder(str(lobby.files.printer), str(lobby.files.slips), width_mm=80)
     started = time.monotonic()
     next_snapshot = started + 2.0
-    shots, tick = 0, 0
+    shots, tick, plain = 0, 0, 0
     try:
         while not seconds or time.monotonic() - started < seconds:
             tick += 1
             payload, kind = applicant_payload(lobby, time.time())
             shown = payload if len(payload) <= 24 else payload[:21] + "..."
-            print(f"[lobby] an applicant scans {shown!r} ({kind})", flush=True)
-            lobby.scan(payload)
+            plain += kind == "valid booking code"
+            if kind == "valid booking code" and plain % 3 == 1:
+                # No smartphone: the officer types the booking code on the desk's reader.
+                print(f"[lobby] at the desk an officer types {payload[3:]!r} for an applicant "
+                      "without a smartphone", flush=True)
+                lobby.scan(payload[3:], reader="desk")
+            else:
+                print(f"[lobby] an applicant scans {shown!r} ({kind})", flush=True)
+                lobby.scan(payload)
             if tick % 3 == 0:
                 counter = lobby.rng.randrange(1, 4)
                 print(f"[lobby] the officer at Loket {counter} presses 'next'", flush=True)
@@ -216,13 +225,15 @@ def _finish(lobby) -> str:
     except OSError:
         received = None
     lobby.sup.close()
-    lobby.scanner_pty.close()
+    lobby.close_readers()
     with Store(str(lobby.files.db), readonly=True) as store:
         today = Clock(store, config).lobby_day(store.db)
         counts = queue_counts(store.db, today)
         verdicts = dict(store.db.execute(
             "SELECT verdict, SUM(count) FROM scans GROUP BY verdict ORDER BY 2 DESC").fetchall())
-    return (f"[demo] stopped. Scans: {verdicts}\n"
+        readers = dict(store.db.execute(
+            "SELECT reader, SUM(count) FROM scans GROUP BY reader ORDER BY 1").fetchall())
+    return (f"[demo] stopped. Scans: {verdicts}; by reader: {readers}\n"
             f"[demo] {counts.checked_in} checked in, {counts.called} called, "
             f"{counts.waiting} waiting; outbox pending {pending}; "
             f"the central server received {received} events.\n"

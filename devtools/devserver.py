@@ -56,7 +56,7 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE
+from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE, READER_NAME_RE
 from appliance.errors import KeyFileError
 from appliance.keys import generate_key, load_key_file, load_or_create_key
 from appliance.ticket import sign_ticket
@@ -74,6 +74,8 @@ EVENT_TYPES = {
     "recall": {"ticket": str, "counter": int},
     "no_show": {"ticket": str, "counter": int},
 }
+# Events that may say which of the appliance's readers the scan came from (optional).
+READER_EVENTS = ("checkin", "scan_rejected")
 HEARTBEAT_FIELDS = ("version", "uptime_s", "schedule", "outbox", "scanner", "display", "clock")
 ENDPOINTS = ("schedule", "events", "stream", "heartbeat")
 BODY_FAULTS = (None, "truncated", "garbage", "html", "huge", "deep")
@@ -306,6 +308,11 @@ class CentralState:
             value = event.get(name)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 return f"{name} is missing or not a {kind.__name__}"
+        if event["type"] in READER_EVENTS and "reader" in event:
+            reader = event["reader"]
+            if not isinstance(reader, str) or not READER_NAME_RE.match(reader):
+                return ("reader must be a reader name: 1-32 lower-case letters, digits, - or _"
+                        " (absent for a scan not made at a reader)")
         if event["type"] == "scan_rejected":
             code = event.get("booking_code", "missing")
             if code is not None and not isinstance(code, str):

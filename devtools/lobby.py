@@ -65,6 +65,7 @@ class LobbyFiles:
     printer: Path
     slips: Path
     admin_token: Path           # the reference server's /_admin bearer token
+    desk_pty: Path              # the officer's desk reader, for applicants without smartphones
 
 
 def prepare(out: Path, *, port: int, display_sound: str = "voice",
@@ -74,7 +75,7 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
     files = LobbyFiles(out, out / "antrean.toml", out / "central-signing.key",
                        out / "antrean.db", out / "scanner-pty", out / "counter-buttons",
                        out / "snapshots", out / "central", out / "printer.bin", out / "slips",
-                       out / "central-admin-token")
+                       out / "central-admin-token", out / "desk-pty")
     for old in out.glob("antrean.db*"):
         old.unlink()
     files.snapshots.mkdir(exist_ok=True)
@@ -95,7 +96,9 @@ def prepare(out: Path, *, port: int, display_sound: str = "voice",
         f'[trust]\nkeys = {{ {key.keyid} = "{key.public_b64}" }}\n'
         f'[server]\nurl = "http://127.0.0.1:{port}"\ndevice_id = "{DEVICE_ID}"\n'
         f'token_file = "token"\npoll_seconds = {poll_seconds}\nheartbeat_seconds = 10\n'
-        f'[scanner]\nkind = "serial"\nport = "{files.pty.name}"\nbaudrate = 9600\n'
+        # Two readers, one queue: the scanner at the entrance and the officer's desk.
+        f'[[scanner]]\nname = "entrance"\nkind = "serial"\nport = "{files.pty.name}"\n'
+        f'[[scanner]]\nname = "desk"\nkind = "serial"\nport = "{files.desk_pty.name}"\n'
         f'[gpio]\nenabled = true\nnext_pins = {COUNTER_PINS}\nrecall_pins = {RECALL_PINS}\n'
         f'mock_panel = "{files.panel.name}"\n'
         f'[display]\nnames = "first"\nsound = "{display_sound}"\n'
@@ -140,7 +143,8 @@ def day_around_now(now: datetime) -> tuple[str, str]:
 
 @dataclass
 class Lobby:
-    """A running lobby: the supervisor, the pty scanner, the button panel and the server."""
+    """A running lobby: the supervisor, the pty readers (entrance and desk), the button panel
+    and the server."""
 
     files: LobbyFiles
     key: SigningKey
@@ -151,14 +155,22 @@ class Lobby:
     tomorrow: dict
     rng: random.Random = field(default_factory=lambda: random.Random(2026))
     arrived: set[str] = field(default_factory=set)  # booking codes already scanned
+    desk_pty: VirtualSerialScanner | None = None
 
     def press(self, pin: int) -> None:
         with open(self.files.panel, "w") as fifo:
             fifo.write(f"press {pin}\n")
 
-    def scan(self, payload: str | bytes) -> None:
+    def scan(self, payload: str | bytes, reader: str = "entrance") -> None:
+        """``payload`` on the entrance scanner, or typed by the officer at the ``desk``."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self.scanner_pty.write(data + b"\r\n")
+        pty = self.desk_pty if reader == "desk" else self.scanner_pty
+        pty.write(data + b"\r\n")
+
+    def close_readers(self) -> None:
+        for pty in (self.scanner_pty, self.desk_pty):
+            if pty is not None:
+                pty.close()
 
 
 def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: str = "voice",
@@ -172,7 +184,7 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
     port = free_port()
     files, key = prepare(out, port=port, display_sound=sound)
     sup = Supervisor(out / "run", echo=echo, watchdog_s=watchdog_s)
-    pty = None
+    pty = desk = None
     try:
         sup.start("central", antrean_argv(
             "devserver", "--port", str(port), "--key", str(files.key_path), "--state",
@@ -191,6 +203,7 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
                                                    "push": False})
         tomorrow = central.admin("GET", f"/_admin/schedule?date={next_day(day)}")["document"]
         pty = VirtualSerialScanner(str(files.pty))
+        desk = VirtualSerialScanner(str(files.desk_pty))
         config = ["--config", str(files.config)]
         sup.start("sync", antrean_argv(*config, "sync"))
         sup.start("scanner", antrean_argv(*config, "scanner"),
@@ -205,10 +218,12 @@ def start_lobby(out: Path, *, echo=sys.stdout, appointments: int = 160, sound: s
             if name != "central":
                 sup.wait_ready(name, timeout=60)
         _wait_for_schedule(files, day, timeout=30)
-        return Lobby(files, key, sup, central, pty, today, tomorrow, random.Random(seed))
+        return Lobby(files, key, sup, central, pty, today, tomorrow, random.Random(seed),
+                     desk_pty=desk)
     except BaseException:
-        if pty is not None:
-            pty.close()
+        for reader in (pty, desk):
+            if reader is not None:
+                reader.close()
         sup.close()
         raise
 

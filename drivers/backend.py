@@ -52,6 +52,9 @@ class ScannerBackend:
         self._handle = None
         self.detail = ""
         self.finished = False
+        # The reader's name on an appliance with several ([[scanner]] name): in the thread's
+        # name and the driver's own log lines, so two serial readers are told apart.
+        self.reader_name = self.kind
 
     @classmethod
     def from_config(cls, scanner, *, on_payload: PayloadCallback,
@@ -70,7 +73,7 @@ class ScannerBackend:
             raise DriverClosed(f"the {self.kind} scanner was started after close()")
         if self._thread is None:
             self._thread = threading.Thread(target=self._run_guarded, daemon=True,
-                                            name=f"scanner-{self.kind}")
+                                            name=f"scanner-{self.reader_name}")
             self._thread.start()
         return self
 
@@ -164,7 +167,7 @@ class ScannerBackend:
                 self._run()
                 return
             except Exception as e:  # noqa: BLE001 - any driver fault must stay visible
-                log.exception("%s scanner: unexpected error", self.kind)
+                log.exception("%s scanner %s: unexpected error", self.kind, self.reader_name)
                 self._set_state(False, f"{self.kind} scanner failed: {e}")
                 if self._wait(max(self.retry_s, 1.0)):
                     return

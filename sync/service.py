@@ -40,6 +40,7 @@ from appliance.lobby_view import read_lobby
 from appliance.notify import SdNotify
 from appliance.outbox import counts, mark_dead, mark_sent, note_attempt, pending_batch
 from appliance.queue import Queue
+from appliance.readers import heartbeat_scanner
 from appliance.schedule import is_usable, save_schedule, schedule_info, verify_schedule
 from appliance.store import Store
 from sync.backoff import Backoff
@@ -551,8 +552,7 @@ class SyncService:
             "schedule": {"date": today, "version": info.version if info else None,
                          "age_s": int(lobby.schedule_age_s()) if info else None},
             "outbox": counts(self.store),
-            "scanner": {"kind": self.config.scanner.kind,
-                        "connected": bool(self.store.get_kv("scanner.connected", False))},
+            "scanner": heartbeat_scanner(self.config, self.store),
             "display": heartbeat_display(self.config.display.health_file),
             "clock": {"synced": bool(clock.get("synced", False)),
                       "offset_s": round(float(clock.get("offset_s", 0.0)), 3)},

@@ -14,7 +14,7 @@ from conftest import write_config
 from appliance.backends import NO_SCANNER, SCANNER_KINDS, SCANNERS, BackendRegistry
 from appliance.config import load_config
 from appliance.errors import ConfigError
-from appliance.scanner_service import build_backend
+from appliance.readers import build_reader
 from drivers.backend import ScannerBackend
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +29,10 @@ def test_every_registered_kind_is_a_backend_that_names_itself_so():
 
 
 def test_the_config_accepts_exactly_the_registered_kinds(tmp_path):
-    needs = {"keyboard": 'device = "/dev/input/event0"\n'}   # a keypad needs its device
     for kind in SCANNER_KINDS:
+        device = 'device = "/dev/input/event0"\n' if kind == "keyboard" else ""
         path = write_config(tmp_path / f"{kind}.toml", tmp_path / "antrean.db",
-                            f'[scanner]\nkind = "{kind}"\n' + needs.get(kind, ""))
+                            f'[scanner]\nkind = "{kind}"\n{device}')
         assert load_config(path).scanner.kind == kind
     path = write_config(tmp_path / "bad.toml", tmp_path / "antrean.db",
                         '[scanner]\nkind = "nfc"\n')
@@ -49,7 +49,7 @@ def test_building_a_kind_uses_its_config_section(tmp_path):
                         f'[scanner]\nkind = "camera"\nframes_dir = "{frames}"\ncamera_fps = 7\n'
                         'decoder = "pyzbar"\nrepeat_seconds = 9.5\n')
     config = load_config(path)
-    cam = build_backend(config, on_payload=print, on_state=None)
+    cam = build_reader(config.scanner, on_payload=print, on_state=None)
     assert type(cam).__name__ == "CameraScanner"
     assert (cam.frames.fps, cam.decoder.name, cam.sightings.repeat_seconds) == (7, "pyzbar", 9.5)
     cam.close()
@@ -57,12 +57,12 @@ def test_building_a_kind_uses_its_config_section(tmp_path):
     serial_cfg = load_config(write_config(
         tmp_path / "serial.toml", tmp_path / "antrean.db",
         '[scanner]\nkind = "serial"\nport = "/dev/ttyNONE"\nbaudrate = 19200\n'))
-    ser = build_backend(serial_cfg, on_payload=print, on_state=None)
+    ser = build_reader(serial_cfg.scanner, on_payload=print, on_state=None)
     assert (type(ser).__name__, ser.port, ser.baudrate) == ("SerialScanner", "/dev/ttyNONE",
                                                             19200)
     none_cfg = load_config(write_config(tmp_path / "none.toml", tmp_path / "antrean.db",
                                         f'[scanner]\nkind = "{NO_SCANNER}"\n'))
-    assert build_backend(none_cfg, on_payload=print, on_state=None) is None
+    assert none_cfg.readers == ()
 
 
 class EchoScanner(ScannerBackend):

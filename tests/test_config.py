@@ -167,8 +167,13 @@ def test_printer_defaults(tmp_path):
     ('[gpio]\nmock_panel = "panel"\n', ["gpio.mock_panel", "gpio.enabled"]),
 ])
 def test_contradicting_settings_are_refused_when_read(tmp_path, extra, words):
+    assert_one_error(tmp_path, BASE + extra, words)
+
+
+def assert_one_error(tmp_path, text, words):
+    """Loading ``text`` is refused by one line naming the file and every word."""
     with pytest.raises(ConfigError) as e:
-        load(tmp_path, BASE + extra)
+        load(tmp_path, text)
     message = str(e.value)
     assert message.startswith(str(tmp_path / "c.toml") + ": ")
     for w in words:
@@ -206,3 +211,104 @@ def test_every_part_checks_with_the_configs_own_definition(tmp_path):
             Layout(lo - 1, lo)
     assert cfgmod.SCHEMA["display"]["sound"].choices == SETTINGS
     assert cfgmod.SCHEMA["scanner"]["decoder"].choices == BACKENDS
+
+
+# several readers: [[scanner]] ----------------------------------------------------------------
+
+TWO_READERS = ('[[scanner]]\nname = "entrance"\nkind = "serial"\nport = "/dev/antrean-scanner"\n'
+               '[[scanner]]\nname = "desk"\nkind = "keyboard"\n'
+               'device = "/dev/input/by-id/usb-KEYPAD-event-kbd"\n')
+
+
+def test_a_list_of_readers_keeps_order_names_and_first_as_scanner(tmp_path):
+    cfg, _ = load(tmp_path, BASE + TWO_READERS)
+    assert [(r.name, r.kind) for r in cfg.readers] == [("entrance", "serial"),
+                                                       ("desk", "keyboard")]
+    assert cfg.readers[1].device == "/dev/input/by-id/usb-KEYPAD-event-kbd"
+    assert cfg.readers[1].keypad_timeout_s == 20.0          # the defaults apply per reader
+    assert cfg.scanner is cfg.readers[0]                    # the one-reader view: the first
+
+
+def test_the_single_scanner_table_is_one_reader_named_by_its_kind(tmp_path):
+    cfg, _ = load(tmp_path, BASE + '[scanner]\nkind = "serial"\nport = "/dev/ttyUSB0"\n')
+    assert [(r.name, r.kind, r.port) for r in cfg.readers] == [("serial", "serial",
+                                                                "/dev/ttyUSB0")]
+    none, _ = load(tmp_path, BASE)
+    assert none.readers == () and none.scanner.kind == "none"
+
+
+def test_unnamed_readers_get_unique_names_from_their_kind(tmp_path):
+    cfg, _ = load(tmp_path, BASE + '[[scanner]]\nkind = "serial"\nport = "/dev/a"\n'
+                  '[[scanner]]\nkind = "serial"\nport = "/dev/b"\n'
+                  '[[scanner]]\nkind = "stdin"\n')
+    assert [r.name for r in cfg.readers] == ["serial-1", "serial-2", "stdin"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    ('[[scanner]]\nkind = "serial"\nport = "/dev/a"\n[[scanner]]\nkind = "serial"\n'
+     'port = "/dev/a"\n', ["scanner[0].port", "scanner[1].port", "/dev/a", "one device"]),
+    ('[[scanner]]\nkind = "keyboard"\ndevice = "/dev/input/event3"\n[[scanner]]\nname = "b"\n'
+     'kind = "keyboard"\ndevice = "/dev/input/event3"\n',
+     ["scanner[0].device", "scanner[1].device"]),
+    ('[[scanner]]\nname = "desk"\nkind = "stdin"\n[[scanner]]\nname = "desk"\nkind = "serial"\n',
+     ["scanner[0]", "scanner[1]", "'desk'", "scanner.name"]),
+    ('[[scanner]]\nname = "serial-2"\nkind = "stdin"\n[[scanner]]\nkind = "serial"\n'
+     'port = "/dev/a"\n[[scanner]]\nkind = "serial"\nport = "/dev/b"\n',
+     ["scanner[0]", "scanner[2]", "'serial-2'"]),
+    ('[[scanner]]\nkind = "stdin"\n[[scanner]]\nname = "two"\nkind = "stdin"\n',
+     ["scanner[0]", "scanner[1]", "standard input"]),
+    ('[[scanner]]\nkind = "camera"\n[[scanner]]\nname = "cam2"\nkind = "camera"\n',
+     ["scanner[0].frames_dir", "scanner[1].frames_dir", "Pi camera"]),
+    ('[[scanner]]\nkind = "none"\n[[scanner]]\nkind = "stdin"\n',
+     ["scanner[0].kind", "none", "remove that [[scanner]] table"]),
+    ('[[scanner]]\nkind = "stdin"\n[[scanner]]\nkind = "serial"\nbaud = 9600\n',
+     ["unknown key scanner[1].baud"]),
+    ('[[scanner]]\nkind = "stdin"\n[[scanner]]\nkind = "keyboard"\n',
+     ["scanner[1].device", "scanner[1].kind", "keyboard"]),
+    ('[[scanner]]\nname = "Pintu Masuk"\nkind = "stdin"\n',
+     ["scanner[0].name", "'Pintu Masuk'", "lower-case"]),
+    ('[[scanner]]\nname = 7\nkind = "stdin"\n', ["scanner[0].name", "a string"]),
+    ('[[scanner]]\nkind = "stdin"\n[[scanner]]\nkind = "serial"\nport = "/dev/ttyAMA0"\n'
+     "[gpio]\nenabled = true\nnext_pins = [15]\n",
+     ["gpio.next_pins[0]", "scanner[1].port", "pin 15"]),
+])
+def test_reader_mistakes_and_contradictions_are_one_clear_error(tmp_path, extra, words):
+    assert_one_error(tmp_path, BASE + extra, words)
+
+
+@pytest.mark.parametrize("top, words", [
+    ("scanner = []\n", ["[[scanner]]", "empty"]),
+    ("scanner = [1]\n", ["scanner[0]", "must be a table"]),
+    ("scanner = 1\n", ["[scanner]", "must be a table"]),
+])
+def test_a_scanner_key_that_is_no_table_is_refused(tmp_path, top, words):
+    assert_one_error(tmp_path, top + BASE, words)
+
+
+def test_a_bad_reader_list_is_one_line_from_the_cli(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "c.toml"
+    path.write_text(BASE + '[[scanner]]\nkind = "serial"\nport = "/dev/a"\n'
+                    '[[scanner]]\nkind = "serial"\nport = "/dev/a"\n')
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "--config", str(path),
+                          "status"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "scanner[1].port" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_the_examples_reader_list_loads_in_place_of_its_scanner_table(tmp_path):
+    """antrean.example.toml's commented [[scanner]] block is a working two-reader config."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "antrean.example.toml").read_text()
+    text = text.replace("REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=", KEY.public_b64)
+    single = re.search(r"^\[scanner\]\n(?:[^\[\n#].*\n)+", text, re.M)
+    listed = re.search(r"^# \[\[scanner\]\]\n(?:#.*\n)+", text, re.M)
+    assert single and listed
+    readers = "".join(line[2:] + "\n" for line in listed[0].splitlines())
+    cfg, _ = load(tmp_path, text.replace(single[0], "").replace(listed[0], readers))
+    assert [(r.name, r.kind) for r in cfg.readers] == [("entrance", "serial"),
+                                                       ("desk", "keyboard")]

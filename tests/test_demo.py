@@ -31,12 +31,16 @@ def test_demo_runs_the_whole_appliance_headless(tmp_path):
         checked_in = db.execute("SELECT COUNT(*) FROM checkins").fetchone()[0]
         calls = db.execute("SELECT COUNT(*) FROM calls WHERE kind = 'call'").fetchone()[0]
         origins = {r[0] for r in db.execute("SELECT origin FROM calls")}
+        readers = {r[0] for r in db.execute("SELECT reader FROM scans WHERE verdict = 'ok'")}
         pending = db.execute("SELECT COUNT(*) FROM outbox WHERE state != 'sent'").fetchone()[0]
         recorded = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         db.close()
     assert checked_in >= 5 and calls >= 3
+    # Two readers, one queue: the entrance scanner and the officer's desk both checked in.
+    assert "[lobby] at the desk an officer types" in log
+    assert set(readers) == {"entrance", "desk"}, readers
     assert "local" in origins            # a counter button, through the mock GPIO panel
     assert pending == 0
     # The reference server received every event the appliance recorded.

@@ -207,7 +207,7 @@ def test_soak(tmp_path, capsys):
             restarts = {n: lobby.sup.children[n].restarts for n in SERVICES}
         finally:
             lobby.sup.close()
-            lobby.scanner_pty.close()
+            lobby.close_readers()
 
     db = sqlite3.connect(str(lobby.files.db))
     try:
