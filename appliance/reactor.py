@@ -99,11 +99,6 @@ class Reactor:
             if timer.action is not None and at >= timer.due:
                 timer.fire(at)
 
-    def next_due(self) -> float:
-        """The earliest instant a timer is due (inf without timers)."""
-        return min((t.due for t in self._timers if t.action is not None),
-                   default=float("inf"))
-
     def tick_s(self, idle_s: float) -> float:
         """How long a loop may block: ``idle_s``, shorter when the watchdog wants pings
         more often."""
