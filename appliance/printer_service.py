@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import signal
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from appliance.errors import AntreanError, QueueError
 from appliance.lobby_view import call_time_estimator
 from appliance.notify import SdNotify
 from appliance.print_queue import STATE_KEY, PrintQueue
+from appliance.reactor import Reactor
 from appliance.slip import compose_slip
 from appliance.store import Store
 
@@ -47,8 +47,9 @@ class PrinterService:
     def __init__(self, config, *, stop: threading.Event | None = None,
                  notify: SdNotify | None = None, printer=None, estimator=None):
         self.config = config
-        self.stop = stop or threading.Event()
-        self.notify = notify or SdNotify()
+        self.reactor = Reactor(notify=notify, stop=stop)
+        self.stop = self.reactor.stop_event
+        self.notify = self.reactor.notify
         self.store = Store(config.storage.path)
         clock = Clock(self.store, config)
         # The slip's "perkiraan dipanggil" comes from the estimate the screen shows.
@@ -134,7 +135,7 @@ class PrinterService:
             self.queue.abandon(job, str(e))
             return True
         data = self.printer.render(compose_slip(facts))
-        self.notify.watchdog()  # a print is bounded well inside one watchdog period
+        self.reactor.ping()  # a print is bounded well inside one watchdog period
         self.queue.start(job)
         try:
             status = self.printer.print_bytes(data)
@@ -182,23 +183,19 @@ class PrinterService:
     # lifecycle -------------------------------------------------------------------------
 
     def request_stop(self, *_signal) -> None:
-        self.stop.set()
+        self.reactor.request_stop()
 
     def run(self) -> int:
-        installed = self._install_signals()
-        try:
-            return self._run()
-        finally:
-            self.close()
-            for sig, handler in installed:
-                signal.signal(sig, handler)
+        with self.reactor.signals():
+            try:
+                return self._run()
+            finally:
+                self.close()
 
     def _run(self) -> int:
-        ping_every = self.notify.watchdog_interval()
-        next_ping = 0.0
         if self.printer is None:
             self.set_state("none", "no printer configured (printer.kind = none)")
-            self.notify.ready("no printer configured")
+            self.reactor.ready("no printer configured")
             log.info("printer service idle: printer.kind = none")
         else:
             for ticket in self.queue.recover_interrupted():
@@ -208,7 +205,7 @@ class PrinterService:
             if self.printer.logo_problem:
                 log.warning("%s", self.printer.logo_problem)
             self.queue.follow_checkins()
-            self.notify.ready(self.printer.describe())
+            self.reactor.ready(self.printer.describe())
             log.info("printer service ready: %s", self.printer.describe())
         while not self.stop.is_set():
             if self.printer is not None:
@@ -218,21 +215,13 @@ class PrinterService:
                     # The store is busy or broken: say so, keep the loop alive, try again.
                     log.error("printer service: %s", e)
                     self._next_try = time.monotonic() + self.config.printer.retry_seconds
-            if ping_every and time.monotonic() >= next_ping:
-                self.notify.watchdog()
-                next_ping = time.monotonic() + ping_every
-            self.stop.wait(TICK_S if self.printer is not None else 1.0)
+            self.reactor.keep_alive()
+            self.reactor.wait(TICK_S if self.printer is not None else 1.0)
         return 0
-
-    def _install_signals(self) -> list:
-        if threading.current_thread() is not threading.main_thread():
-            return []
-        return [(sig, signal.signal(sig, self.request_stop))
-                for sig in (signal.SIGTERM, signal.SIGINT)]
 
     def close(self) -> None:
         self.stop.set()
-        self.notify.stopping()
+        self.reactor.stopping()
         try:
             self.store.report_health(SERVICE, "stopped", "")
         except (AntreanError, sqlite3.Error):

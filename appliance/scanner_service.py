@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import sqlite3
 import threading
 import time
@@ -39,6 +38,7 @@ from appliance.checkin import CheckinDesk
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
 from appliance.queue import Queue
+from appliance.reactor import Problems, Reactor
 from appliance.readers import ReaderSet
 from appliance.retention import BATCH, PRUNE_EVERY_S, prune_step
 from appliance.store import Store
@@ -58,9 +58,10 @@ class ScannerService:
     def __init__(self, config, *, stop: threading.Event | None = None,
                  stdin_fd: int | None = None, pin_factory=None, notify: SdNotify | None = None):
         self.config = config
-        self.stop = stop or threading.Event()
+        self.reactor = Reactor(notify=notify, stop=stop)
+        self.stop = self.reactor.stop_event
+        self.notify = self.reactor.notify
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_SIZE)
-        self.notify = notify or SdNotify()
         self._pin_factory = pin_factory
         self.store = Store(config.storage.path)
         self.desk = CheckinDesk(self.store, config)
@@ -71,12 +72,16 @@ class ScannerService:
         self.panel = None
         self.scans = 0
         self._health: tuple[str, str] | None = None
-        self._problems: dict[str, str] = {}
+        self._problems = Problems(log)
         self._scanner_detail = ""
-        self._next_housekeeping = 0.0
         self._next_prune = 0.0
         self._pruned = 0
         self._housekeeping_error: str | None = None
+        # What runs when: the inbox as it comes, housekeeping once a second, the watchdog
+        # at its pace unless the store is beyond repair.
+        self.reactor.on_stop(self._wake)
+        self.reactor.hold_watchdog_while(lambda: not self._store_usable())
+        self._housekeeping = self.reactor.every(HOUSEKEEPING_S, self.housekeeping)
 
     # callbacks from driver threads: hand over only --------------------------------------
 
@@ -102,7 +107,9 @@ class ScannerService:
         return first.backend if first is not None else None
 
     def request_stop(self, *_signal) -> None:
-        self.stop.set()
+        self.reactor.request_stop()
+
+    def _wake(self) -> None:
         try:
             self.inbox.put_nowait(("stop",))
         except queue.Full:
@@ -112,20 +119,15 @@ class ScannerService:
 
     def _set_problem(self, key: str, text: str | None) -> None:
         """Track a degraded condition; log it once when it starts and once when it ends."""
-        old = self._problems.get(key)
         if text is None:
-            if old is not None:
-                del self._problems[key]
-                log.info("%s: recovered", key)
-        elif old != text:
-            self._problems[key] = text
-            if old is None:
-                log.error("%s", text)
+            self._problems.clear(key, f"{key}: recovered")
+        else:
+            self._problems.set(key, text)
         self._report()
 
     def _report(self, error: str | None = None) -> None:
-        state = "degraded" if self._problems else "running"
-        detail = "; ".join(self._problems.values()) or self._scanner_detail
+        state = "degraded" if self._problems.active else "running"
+        detail = self._problems.summary() or self._scanner_detail
         if (state, detail) == self._health and error is None:
             return
         self._health = (state, detail)    # once per change, even while the store fails
@@ -218,9 +220,6 @@ class ScannerService:
     def housekeeping(self) -> None:
         """Report ended runs of unreadable scans; delete expired history, a batch at a time."""
         now = time.monotonic()
-        if now < self._next_housekeeping:
-            return
-        self._next_housekeeping = now + HOUSEKEEPING_S
         try:
             self.desk.settle_unreadable()
             if now >= self._next_prune:
@@ -236,7 +235,7 @@ class ScannerService:
             if str(e) != self._housekeeping_error:          # once per distinct fault
                 log.warning("store housekeeping postponed: %s", e)
             self._housekeeping_error = str(e)
-            self._next_housekeeping = now + 60.0
+            self._housekeeping.after(60.0, now)
         else:
             self._housekeeping_error = None
 
@@ -282,47 +281,32 @@ class ScannerService:
         return self.readers.finished and self.inbox.empty()
 
     def run(self) -> int:
-        installed = self._install_signals()
-        try:
-            self._start_parts()
-            names = ", ".join(f"{r.name} ({r.kind})" for r in self.readers) or "none"
-            self.notify.ready(f"readers: {names}")
-            log.info("scanner service ready (readers: %s)", names)
-            ping_every = self.notify.watchdog_interval()
-            tick = min(IDLE_TICK_S, ping_every) if ping_every else IDLE_TICK_S
-            next_ping = time.monotonic()
-            while not self.stop.is_set():
-                try:
-                    item = self.inbox.get(timeout=tick)
-                except queue.Empty:
-                    item = None
-                if ping_every and time.monotonic() >= next_ping:
-                    if self._store_usable():
-                        self.notify.watchdog()
-                    next_ping = time.monotonic() + ping_every
-                if item is not None:
-                    self.handle(item)
-                self.housekeeping()
-                if self._finished():
-                    log.info("scanner input ended; stopping")
-                    break
-            return 0
-        finally:
-            self.close()
-            for sig, handler in installed:
-                signal.signal(sig, handler)
-
-    def _install_signals(self) -> list:
-        if threading.current_thread() is not threading.main_thread():
-            return []
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            installed.append((sig, signal.signal(sig, self.request_stop)))
-        return installed
+        with self.reactor.signals():
+            try:
+                self._start_parts()
+                names = ", ".join(f"{r.name} ({r.kind})" for r in self.readers) or "none"
+                self.reactor.ready(f"readers: {names}")
+                log.info("scanner service ready (readers: %s)", names)
+                tick = self.reactor.tick_s(IDLE_TICK_S)
+                while not self.stop.is_set():
+                    try:
+                        item = self.inbox.get(timeout=tick)
+                    except queue.Empty:
+                        item = None
+                    self.reactor.keep_alive()
+                    if item is not None:
+                        self.handle(item)
+                    self.reactor.run_timers()
+                    if self._finished():
+                        log.info("scanner input ended; stopping")
+                        break
+                return 0
+            finally:
+                self.close()
 
     def close(self) -> None:
         self.stop.set()
-        self.notify.stopping()
+        self.reactor.stopping()
         self.readers.close()
         if self.panel is not None:
             self.panel.close()

@@ -431,8 +431,9 @@ def _resume_point(header: str, newest: int) -> int | None:
     return value if value <= newest else None
 
 
-def build_app(state: CentralState) -> web.Application:
-    """The aiohttp application serving ``state``."""
+def contract_gate(state: CentralState):
+    """The middleware in front of every request: the admin token for ``/_admin``, and for
+    the contract's endpoints the request counts, the fault switches and the device token."""
 
     @web.middleware
     async def contract(request: web.Request, handler):
@@ -465,28 +466,33 @@ def build_app(state: CentralState) -> web.Application:
         request[FAULTS] = faults
         return await handler(request)
 
-    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Date"] = formatdate(time.time() + state.faults["clock_offset_s"],
-                                              usegmt=True)
+    return contract
 
-    def device_of(request: web.Request) -> str:
+
+class ContractHandlers:
+    """The central API as ``docs/api.md`` describes it (the appliance's side of the world)."""
+
+    def __init__(self, state: CentralState):
+        self.state = state
+
+    def device_of(self, request: web.Request) -> str:
         device = request.match_info["device"]
         if not DEVICE_ID_RE.match(device):
             raise web.HTTPNotFound(text='{"error": "unknown device id"}',
                                    content_type="application/json")
         return device
 
-    async def get_schedule(request: web.Request) -> web.StreamResponse:
+    async def get_schedule(self, request: web.Request) -> web.StreamResponse:
         office = request.match_info["office"]
         day = request.query.get("date", "")
         try:
             datetime.strptime(day, "%Y-%m-%d")
         except ValueError:
             return _error(400, "date must be given as ?date=YYYY-MM-DD")
-        if office != state.office_id:
+        if office != self.state.office_id:
             return _error(404, f"unknown office {office!r}")
         faults = request.get(FAULTS) or {}
-        served = state.schedule_body(day, faults.get("office"))
+        served = self.state.schedule_body(day, faults.get("office"))
         if served is None:
             return _error(404, f"no schedule for {day}: the office is closed")
         body, etag = served
@@ -496,31 +502,31 @@ def build_app(state: CentralState) -> web.Application:
             return web.Response(status=304, headers={"ETag": etag})
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if faults.get("signature") == "wrong":
-            headers["X-Antrean-Signature"] = generate_key(state.key.keyid).sign_header(body)
+            headers["X-Antrean-Signature"] = generate_key(self.state.key.keyid).sign_header(body)
         elif faults.get("signature") != "missing":
-            headers["X-Antrean-Signature"] = state.key.sign_header(body)
+            headers["X-Antrean-Signature"] = self.state.key.sign_header(body)
         return await _send(request, 200, body, headers)
 
-    async def device_and_body(request: web.Request) -> tuple[str, Any]:
-        device = device_of(request)
+    async def device_and_body(self, request: web.Request) -> tuple[str, Any]:
+        device = self.device_of(request)
         try:
             return device, json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
             raise web.HTTPBadRequest(text='{"error": "the body is not JSON"}',
                                      content_type="application/json") from None
 
-    async def post_events(request: web.Request) -> web.StreamResponse:
-        device, doc = await device_and_body(request)
+    async def post_events(self, request: web.Request) -> web.StreamResponse:
+        device, doc = await self.device_and_body(request)
         events = doc.get("events") if isinstance(doc, dict) else None
         if not isinstance(events, list):
             return _error(400, 'the body must be {"events": [...]}')
         if len(events) > MAX_EVENTS_PER_BATCH:
             return _error(413, f"at most {MAX_EVENTS_PER_BATCH} events per request")
-        results = state.receive_events(device, events)
+        results = self.state.receive_events(device, events)
         return await _send(request, 200, _json_bytes({"results": results}), {})
 
-    async def post_heartbeat(request: web.Request) -> web.StreamResponse:
-        device, doc = await device_and_body(request)
+    async def post_heartbeat(self, request: web.Request) -> web.StreamResponse:
+        device, doc = await self.device_and_body(request)
         missing = [k for k in HEARTBEAT_FIELDS if not isinstance(doc, dict) or k not in doc]
         if missing:
             return _error(400, f"heartbeat lacks {', '.join(missing)}")
@@ -529,46 +535,70 @@ def build_app(state: CentralState) -> web.Application:
                                       and isinstance(lobby.get("services"), list)):
             return _error(400, 'heartbeat "lobby" must be an object with a "services" list')
         doc["received_at"] = time.time()
-        state.heartbeats[device] = doc
+        self.state.heartbeats[device] = doc
         return web.Response(status=204)
 
-    async def get_stream(request: web.Request) -> web.StreamResponse:
-        device = device_of(request)
-        resume = _resume_point(request.headers.get("Last-Event-ID", ""), state.last_push_id())
-        cursor = state.last_push_id() if resume is None else resume
-        generation = state.stream_generation
+    async def get_stream(self, request: web.Request) -> web.StreamResponse:
+        device = self.device_of(request)
+        resume = _resume_point(request.headers.get("Last-Event-ID", ""), self.state.last_push_id())
+        cursor = self.state.last_push_id() if resume is None else resume
+        generation = self.state.stream_generation
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        state.streams += 1
+        self.state.streams += 1
         try:
             await resp.write(b": connected\n\n")
             if resume is None:   # give a fresh client its resume point
                 await resp.write(f"id: {cursor}\n\n".encode())
-            while generation == state.stream_generation:
-                if state.push_event is None:
-                    state._wake()
-                woken = state.push_event
-                for pid, event, data in state.pushes_after(device, cursor):
+            while generation == self.state.stream_generation:
+                if self.state.push_event is None:
+                    self.state._wake()
+                woken = self.state.push_event
+                for pid, event, data in self.state.pushes_after(device, cursor):
                     chunk = f"id: {pid}\nevent: {event}\ndata: {data}\n\n".encode()
-                    if state.faults["stream_cut"]:
+                    if self.state.faults["stream_cut"]:
                         await resp.write(chunk[: len(chunk) // 2])
                         return await _drop_connection(request)
                     await resp.write(chunk)
                     cursor = pid
                 try:
-                    await asyncio.wait_for(woken.wait(), state.keepalive_s)
+                    await asyncio.wait_for(woken.wait(), self.state.keepalive_s)
                 except TimeoutError:
                     await resp.write(b": keepalive\n\n")
         except (ConnectionError, RuntimeError):
             pass
         finally:
-            state.streams -= 1
+            self.state.streams -= 1
         return resp
 
-    # admin (never faulted; loopback tooling for tests and demos) -------------------------
 
-    async def admin_json(request: web.Request) -> dict:
+def contract_routes(state: CentralState) -> list:
+    """The contract's endpoints; their route names are the fault switches' endpoint names."""
+    h = ContractHandlers(state)
+    return [web.get("/offices/{office}/schedule", h.get_schedule, name="schedule"),
+            web.post("/devices/{device}/events", h.post_events, name="events"),
+            web.get("/devices/{device}/stream", h.get_stream, name="stream"),
+            web.post("/devices/{device}/heartbeat", h.post_heartbeat, name="heartbeat")]
+
+
+def _admin_endpoint(fn):
+    """An admin handler returning a dict: answered as JSON, a ``DevServerError`` as 400."""
+    async def wrapped(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return web.json_response(await fn(self, request))
+        except DevServerError as e:
+            return _error(400, str(e))
+    return wrapped
+
+
+class AdminHandlers:
+    """Loopback tooling for tests and demos (behind the admin token, never faulted)."""
+
+    def __init__(self, state: CentralState):
+        self.state = state
+
+    async def admin_json(self, request: web.Request) -> dict:
         try:
             doc = await request.json()
         except ValueError:
@@ -577,93 +607,95 @@ def build_app(state: CentralState) -> web.Application:
             raise DevServerError("the admin body must be a JSON object")
         return doc
 
-    def admin(fn):
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            try:
-                return web.json_response(await fn(request))
-            except DevServerError as e:
-                return _error(400, str(e))
-        return wrapped
-
-    @admin
-    async def admin_faults(request: web.Request) -> dict:
+    @_admin_endpoint
+    async def admin_faults(self, request: web.Request) -> dict:
         if request.method == "POST":
-            return state.set_faults(await admin_json(request))
-        return dict(state.faults)
+            return self.state.set_faults(await self.admin_json(request))
+        return dict(self.state.faults)
 
-    @admin
-    async def admin_schedule(request: web.Request) -> dict:
+    @_admin_endpoint
+    async def admin_schedule(self, request: web.Request) -> dict:
         if request.method == "POST":
-            return state.change_schedule(await admin_json(request))
-        day = request.query.get("date") or state.today()
-        return {"document": state.schedule_document(day)}
+            return self.state.change_schedule(await self.admin_json(request))
+        day = request.query.get("date") or self.state.today()
+        return {"document": self.state.schedule_document(day)}
 
-    @admin
-    async def admin_push(request: web.Request) -> dict:
-        doc = await admin_json(request)
+    @_admin_endpoint
+    async def admin_push(self, request: web.Request) -> dict:
+        doc = await self.admin_json(request)
         event, data = doc.get("event"), doc.get("data")
         if event not in PUSH_EVENTS or not isinstance(data, dict):
             raise DevServerError(f"push needs event in {PUSH_EVENTS} and a data object")
         if event == "call":
             data = {"id": secrets.token_hex(8), "at": _utc_z(time.time()), **data}
-        pid = state.push(doc.get("device") or "*", event, data)
+        pid = self.state.push(doc.get("device") or "*", event, data)
         return {"id": pid, "data": data}
 
-    @admin
-    async def admin_events(request: web.Request) -> dict:
-        return {"events": state.received(request.query.get("device"))}
+    @_admin_endpoint
+    async def admin_events(self, request: web.Request) -> dict:
+        return {"events": self.state.received(request.query.get("device"))}
 
-    @admin
-    async def admin_state(request: web.Request) -> dict:
-        return {"streams": state.streams, "requests": state.requests,
-                "heartbeats": state.heartbeats, "lobbies": state.lobbies(),
-                "user_agents": state.user_agents[-5:],
-                "faults": state.faults, "today": state.today(),
-                "duplicates": state.duplicates, "keyid": state.key.keyid,
-                "public_key": state.key.public_b64, "last_push_id": state.last_push_id()}
+    @_admin_endpoint
+    async def admin_state(self, request: web.Request) -> dict:
+        return {"streams": self.state.streams, "requests": self.state.requests,
+                "heartbeats": self.state.heartbeats, "lobbies": self.state.lobbies(),
+                "user_agents": self.state.user_agents[-5:],
+                "faults": self.state.faults, "today": self.state.today(),
+                "duplicates": self.state.duplicates, "keyid": self.state.key.keyid,
+                "public_key": self.state.key.public_b64, "last_push_id": self.state.last_push_id()}
 
-    @admin
-    async def admin_token(request: web.Request) -> dict:
-        token = (await admin_json(request)).get("token")
+    @_admin_endpoint
+    async def admin_token(self, request: web.Request) -> dict:
+        token = (await self.admin_json(request)).get("token")
         if not isinstance(token, str) or not token:
             raise DevServerError("token must be a non-empty string")
-        if hmac.compare_digest(token.encode(), state.admin_token.encode()):
+        if hmac.compare_digest(token.encode(), self.state.admin_token.encode()):
             raise DevServerError("the device token must differ from the admin token")
-        state.token = token
+        self.state.token = token
         return {"ok": True}
 
-    @admin
-    async def admin_close_streams(request: web.Request) -> dict:
-        state.close_streams()
+    @_admin_endpoint
+    async def admin_close_streams(self, request: web.Request) -> dict:
+        self.state.close_streams()
         return {"ok": True}
 
-    @admin
-    async def admin_ticket(request: web.Request) -> dict:
-        day = request.query.get("date") or state.today()
+    @_admin_endpoint
+    async def admin_ticket(self, request: web.Request) -> dict:
+        day = request.query.get("date") or self.state.today()
         code = request.query.get("booking_code", "").upper()
-        doc = state.schedule_document(day) or {}
+        doc = self.state.schedule_document(day) or {}
         for a in doc.get("appointments", []):
             if a["booking_code"] == code:
-                return {"ticket": sign_ticket(state.key, code, state.office_id,
+                return {"ticket": sign_ticket(self.state.key, code, self.state.office_id,
                                               a["slot_start"], a["slot_end"], a["service"],
                                               a["name"], a["priority"])}
         raise DevServerError(f"booking code {code!r} is not in the schedule of {day}")
 
-    app = web.Application(middlewares=[contract], client_max_size=4 << 20)
+
+def admin_routes(state: CentralState) -> list:
+    """The ``/_admin`` endpoints the tests and the demo drive the server with."""
+    h = AdminHandlers(state)
+    return [web.route("*", "/_admin/faults", h.admin_faults),
+            web.route("*", "/_admin/schedule", h.admin_schedule),
+            web.post("/_admin/push", h.admin_push),
+            web.get("/_admin/events", h.admin_events),
+            web.get("/_admin/state", h.admin_state),
+            web.post("/_admin/token", h.admin_token),
+            web.post("/_admin/close-streams", h.admin_close_streams),
+            web.get("/_admin/ticket", h.admin_ticket)]
+
+
+def build_app(state: CentralState) -> web.Application:
+    """The aiohttp application serving ``state``: the contract and the admin endpoints."""
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Date"] = formatdate(time.time() + state.faults["clock_offset_s"],
+                                              usegmt=True)
+
+    app = web.Application(middlewares=[contract_gate(state)], client_max_size=4 << 20)
     app.on_response_prepare.append(on_prepare)
-    r = app.router
-    r.add_get("/offices/{office}/schedule", get_schedule, name="schedule")
-    r.add_post("/devices/{device}/events", post_events, name="events")
-    r.add_get("/devices/{device}/stream", get_stream, name="stream")
-    r.add_post("/devices/{device}/heartbeat", post_heartbeat, name="heartbeat")
-    r.add_route("*", "/_admin/faults", admin_faults)
-    r.add_route("*", "/_admin/schedule", admin_schedule)
-    r.add_post("/_admin/push", admin_push)
-    r.add_get("/_admin/events", admin_events)
-    r.add_get("/_admin/state", admin_state)
-    r.add_post("/_admin/token", admin_token)
-    r.add_post("/_admin/close-streams", admin_close_streams)
-    r.add_get("/_admin/ticket", admin_ticket)
+    app.add_routes(contract_routes(state))
+    app.add_routes(admin_routes(state))
     return app
 
 

@@ -31,7 +31,7 @@ import time
 
 from appliance.config import parse_screen_size
 from appliance.errors import AntreanError
-from appliance.notify import SdNotify
+from appliance.reactor import Reactor
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +229,8 @@ def _serve(config, size: tuple[int, int] | None) -> int:
     from display.sound import Announcer
     from display.voice import library_for
 
-    notify = SdNotify()
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    reactor = Reactor()
+    reactor.stop_on_signals((signal.SIGTERM,))
     on_pi = is_raspberry_pi()
     surface, framebuffer = open_display(size, on_pi=on_pi,
                                         framebuffer=config.display.framebuffer)
@@ -243,28 +242,25 @@ def _serve(config, size: tuple[int, int] | None) -> int:
                              surface.get_size(), framebuffer=framebuffer, wall=view.now)
     clock = pygame.time.Clock()
     fps = config.display.fps
-    watchdog = notify.watchdog_interval()
-    next_ping = 0.0
-    next_fps_log = time.monotonic() + FPS_LOG_S
-    notify.ready(f"call screen {surface.get_width()}x{surface.get_height()}")
+    # What runs when: a frame per display.fps tick (pygame's clock paces the loop), the
+    # watchdog at its pace, the achieved frame rate in the log every FPS_LOG_S.
+    reactor.every(FPS_LOG_S, lambda: log.info("display: %.1f fps", clock.get_fps()),
+                  first=time.monotonic() + FPS_LOG_S)
+    reactor.ready(f"call screen {surface.get_width()}x{surface.get_height()}")
     try:
-        while not stop:
+        while not reactor.stopped:
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
-                    stop.append(True)
+                    reactor.request_stop()
             now = time.monotonic()
             render_step(view, screen, now)
             health.frame()
             announcer.pump()
-            if watchdog and now >= next_ping:
-                notify.watchdog()
-                next_ping = now + watchdog
-            if now >= next_fps_log:
-                log.info("display: %.1f fps", clock.get_fps())
-                next_fps_log = now + FPS_LOG_S
+            reactor.keep_alive(now)
+            reactor.run_timers(now)
             clock.tick(fps)
     finally:
-        notify.stopping()
+        reactor.stopping()
         health.close()
         announcer.close()
         view.close()

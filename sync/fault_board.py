@@ -21,31 +21,29 @@ from __future__ import annotations
 
 import logging
 
+from appliance.reactor import Problems
+
 log = logging.getLogger("antrean.sync")
 
 
-class FaultBoard:
+class FaultBoard(Problems):
+    """``appliance.reactor.Problems`` (a new reason is logged too), mirrored into the store."""
+
     def __init__(self, store, service: str = "sync"):
+        super().__init__(log, log_changes=True)
         self.store = store
         self.service = service
-        self.active: dict[str, str] = {}
         self._state: tuple[str, str] | None = None
 
     def set(self, name: str, message: str, level: int = logging.WARNING) -> None:
-        if self.active.get(name) == message:
+        if not super().set(name, message, level):
             return
-        self.active[name] = message
-        log.log(level, message)
         self.store.set_kv("sync.last_error", message)
         self._report(error=message)
 
     def clear(self, name: str, recovered: str | None = None) -> None:
-        if name not in self.active:
-            return
-        del self.active[name]
-        if recovered:
-            log.info(recovered)
-        self._report()
+        if super().clear(name, recovered):
+            self._report()
 
     def clear_prefix(self, prefix: str, keep: set[str]) -> None:
         for name in [n for n in self.active if n.startswith(prefix) and n not in keep]:
