@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import date as date_cls
 from datetime import datetime, timedelta
 
+from appliance.barcode import PlainCode, SignedBarcode, Unreadable, parse_payload
 from appliance.clock import Clock
 from appliance.names import public_name
 from appliance.outbox import record_event
 from appliance.schedule import is_usable
-from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
 from appliance.verdicts import OK, VERDICTS, messages_for
 
 __all__ = ["OK", "VERDICTS", "CheckinDesk", "ScanResult", "messages_for"]
@@ -154,7 +154,7 @@ class CheckinDesk:
         if isinstance(parsed, Unreadable):
             return "unreadable", None, None, None, today
         code = parsed.booking_code
-        if isinstance(parsed, SignedTicket):
+        if isinstance(parsed, SignedBarcode):
             if not parsed.signature_ok:
                 return "bad_signature", None, code, None, today
             if parsed.office_id != self.config.office.id:
@@ -162,7 +162,7 @@ class CheckinDesk:
         booking = self._cached_booking(db, code, today)
         if booking is None and not trusted and isinstance(parsed, PlainCode):
             return "no_schedule", None, code, None, today
-        if booking is None and isinstance(parsed, SignedTicket):
+        if booking is None and isinstance(parsed, SignedBarcode):
             booking = _Booking(code, self._date_of(parsed.slot_start), parsed.name, "",
                                parsed.service, parsed.slot_start, parsed.slot_end,
                                parsed.priority, False, "signed")

@@ -144,10 +144,10 @@ def cmd_scan(args, config) -> int:
 
 
 def cmd_counter(args, config) -> int:
-    from appliance.queue import Queue
+    from appliance.call_queue import CallQueue
 
     with _open(config) as store:
-        queue = Queue(store, config)
+        queue = CallQueue(store, config)
         if args.command == "call":
             call = queue.call_next(args.counter)
         elif args.command == "recall":

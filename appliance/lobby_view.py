@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from appliance.queue import Call, Counter, QueueCounts, counters_for_day, queue_counts, waiting
+from appliance.call_queue import Call, Counter, QueueCounts, counters_for_day, queue_counts, waiting
 from appliance.schedule import ScheduleInfo, is_usable, read_schedule_info
 from appliance.wait_estimate import (
     ApplicantEstimate,
@@ -61,7 +61,7 @@ def wait_estimates(db, day: str, now: float, config,
 
     Call inside one read transaction (``store.read()``) so the rows agree with each other;
     ``settings`` default to the config's ``[estimate]`` section; ``lined_up`` are the
-    day's ``appliance.queue.waiting`` rows when the caller has read them already. The model
+    day's ``appliance.call_queue.waiting`` rows when the caller has read them already. The model
     is :func:`appliance.wait_estimate.estimate_lobby`.
     """
     settings = settings or EstimateSettings.from_config(config)

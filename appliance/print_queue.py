@@ -37,10 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from appliance.call_queue import waiting
 from appliance.clock import Clock
 from appliance.errors import QueueError
 from appliance.names import public_name
-from appliance.queue import waiting
 from appliance.slip import SlipFacts
 
 CURSOR_KEY = "printer.cursor"     # kv: the newest checkins.id the printer has taken in

@@ -5,7 +5,7 @@ callbacks) only put items on a bounded inbox; the main thread takes them one at 
 
 - ``("scan", payload, reader)``: the check-in path (``CheckinDesk.scan``, which records the
   reader's name), then LED/buzzer feedback once the transaction is durable;
-- ``("next", counter)`` / ``("recall", counter)``: a counter button, through ``Queue``;
+- ``("next", counter)`` / ``("recall", counter)``: a counter button, through ``CallQueue``;
 - ``("state", reader, connected, detail)``: a reader appeared or went away: logged once,
   written to kv ``scanner.readers`` / ``scanner.connected`` and ``service_health``.
 
@@ -34,10 +34,10 @@ import sqlite3
 import threading
 import time
 
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.errors import AntreanError
 from appliance.notify import SdNotify
-from appliance.queue import Queue
 from appliance.reactor import Problems, Reactor
 from appliance.readers import ReaderSet
 from appliance.retention import BATCH, PRUNE_EVERY_S, prune_step
@@ -65,7 +65,7 @@ class ScannerService:
         self._pin_factory = pin_factory
         self.store = Store(config.storage.path)
         self.desk = CheckinDesk(self.store, config)
-        self.queue = Queue(self.store, config)
+        self.queue = CallQueue(self.store, config)
         self.readers = ReaderSet(config.readers, self.on_payload, self.on_state,
                                  stdin_fd=stdin_fd)
         self.gpio = None

@@ -41,7 +41,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from appliance.queue import call_order_key
+from appliance.call_queue import call_order_key
 
 MIN_DURATION_S = 30.0      # nobody is served faster than this, whatever the data says
 PRIOR_WEIGHT = 2.0         # the default minutes count as this many observed intervals
@@ -659,7 +659,7 @@ def estimate_lobby(waiting: Sequence[Waiting], calls: Sequence[CounterCall],
                    midnight: float = 0.0) -> LobbyEstimate:
     """Every waiting applicant's expected call, and per service its queue and lateness.
 
-    ``waiting`` is in call order (as ``appliance.queue.waiting`` returns it), ``calls`` are
+    ``waiting`` is in call order (as ``appliance.call_queue.waiting`` returns it), ``calls`` are
     today's calls, ``counters`` the schedule's (empty: counters are known only from their
     calls, and with none yet one counter serving everything is assumed), ``bookings`` the
     day's booked appointments, ``services`` the schedule's service codes and ``opens_at`` its

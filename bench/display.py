@@ -5,7 +5,7 @@
    (cached text, changed widgets only, ``display.update(rects)``), idle (scrolling ticker) and
    during a call (flashing box).
 2. The idle screen in the real loop capped at 30 fps: share of one core over a few seconds.
-3. Commit-to-screen latency: a writer process commits calls through ``Queue``; the render loop
+3. Commit-to-screen latency: a writer process commits calls through ``CallQueue``; the render loop
    notes when the frame showing each call has been handed to the display.
 
 Runs headless (SDL dummy drivers) in a temporary folder; prints medians, p99 and ratios.
@@ -46,10 +46,10 @@ from test_display_world import Wall
 from appliance.clock import Clock
 from appliance.config import load_config
 from appliance.store import Store
-from appliance.queue import Queue
+from appliance.call_queue import CallQueue
 config = load_config({config!r})
 store = Store(config.storage.path)
-queue = Queue(store, config, Clock(store, config, wall=Wall()))
+queue = CallQueue(store, config, Clock(store, config, wall=Wall()))
 import random
 for line in sys.stdin:
     counter = int(line)

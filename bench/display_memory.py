@@ -31,9 +31,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import TZ, appointment, schedule_doc, sign_doc, write_config  # noqa: E402
 
+from appliance.call_queue import CallQueue  # noqa: E402
 from appliance.checkin import CheckinDesk  # noqa: E402
 from appliance.config import load_config  # noqa: E402
-from appliance.queue import Queue  # noqa: E402
 from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
@@ -79,7 +79,7 @@ def lobby_of_today(folder: Path, framebuffer: str) -> tuple:
 def measure(driver: str, framebuffer: str, seconds: float, interval: float,
             workdir: Path) -> list[float]:
     config, store = lobby_of_today(workdir / f"{driver}-{framebuffer}", framebuffer)
-    queue = Queue(store, config)
+    queue = CallQueue(store, config)
     env = {"SDL_VIDEODRIVER": driver, "SDL_AUDIODRIVER": "dummy",
            "CACHE_DIRECTORY": str(workdir / "voice-cache")}
     samples: list[float] = []

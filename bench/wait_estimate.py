@@ -40,12 +40,12 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from appliance.call_queue import CallQueue  # noqa: E402
 from appliance.checkin import CheckinDesk  # noqa: E402
 from appliance.clock import Clock  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from appliance.keys import generate_key  # noqa: E402
 from appliance.lobby_view import wait_estimates  # noqa: E402
-from appliance.queue import Queue  # noqa: E402
 from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
@@ -197,7 +197,7 @@ def simulate(store, config, key, day: str, kind: DayKind, rng: random.Random,
     save_schedule(store, verify_schedule(body, key.sign_header(body), config),
                   source="import", etag=None)
     clock = Clock(store, config, wall=lambda: now[0])
-    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+    desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
     staff = officers(kind, rng, day)
     events: list[tuple[float, int, str, object]] = []
     seq = iter(range(10**9))

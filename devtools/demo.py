@@ -24,17 +24,17 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from appliance.call_queue import CallQueue, queue_counts
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
 from appliance.keys import SigningKey, load_or_create_key
 from appliance.names import public_name
 from appliance.outbox import counts as outbox_counts
-from appliance.queue import Queue, queue_counts
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
 from devtools.demo_schedule import generate_schedule, next_day
-from devtools.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_ticket
+from devtools.lobby import OFFICE_ID, OFFICE_NAME, TIMEZONE, signed_barcode
 
 
 def prepare(out: Path) -> tuple[Path, SigningKey]:
@@ -77,7 +77,7 @@ def run_cli_day(out: Path, seed: int = 2026) -> int:
         tomorrow = _import_day(store, config, key, next_day(today), 40, real_now.timestamp())
         print(f"Imported today's schedule ({today}, {len(doc['appointments'])} appointments) "
               f"and tomorrow's, signed with key {key.keyid}.")
-        desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+        desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
         booked = [a for a in doc["appointments"] if a["status"] == "booked"]
         cancelled = [a for a in doc["appointments"] if a["status"] == "cancelled"]
         rng.shuffle(booked)
@@ -91,8 +91,8 @@ def run_cli_day(out: Path, seed: int = 2026) -> int:
         for appt in booked[33:35]:  # too late
             mix.append((datetime.fromisoformat(appt["slot_end"]) + timedelta(hours=1),
                         appt["booking_code"]))
-        extra = [(booked[36], signed_ticket(key, booked[36])),
-                 (booked[37], signed_ticket(key, booked[37], office="JKT")),
+        extra = [(booked[36], signed_barcode(key, booked[36])),
+                 (booked[37], signed_barcode(key, booked[37], office="JKT")),
                  (booked[0], booked[0]["booking_code"].lower())]  # a repeat, lower case
         for appt, payload in extra:
             mix.append((datetime.fromisoformat(appt["slot_start"]), payload))
@@ -208,8 +208,8 @@ def _finish(lobby) -> str:
     """Let sync drain the outbox briefly, stop everything, and summarise the day."""
     import time
 
+    from appliance.call_queue import queue_counts
     from appliance.outbox import counts as outbox_counts
-    from appliance.queue import queue_counts
 
     config = load_config(lobby.files.config)
     deadline = time.monotonic() + 15

@@ -56,10 +56,10 @@ from typing import Any
 
 from aiohttp import web
 
+from appliance.barcode import sign_barcode
 from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE, READER_NAME_RE
 from appliance.errors import KeyFileError
 from appliance.keys import generate_key, load_key_file, load_or_create_key
-from appliance.ticket import sign_ticket
 from devtools.demo_schedule import FORMAT, generate_schedule, next_day, office_today
 
 MAX_EVENTS_PER_BATCH = 100
@@ -666,7 +666,7 @@ class AdminHandlers:
         doc = self.state.schedule_document(day) or {}
         for a in doc.get("appointments", []):
             if a["booking_code"] == code:
-                return {"ticket": sign_ticket(self.state.key, code, self.state.office_id,
+                return {"ticket": sign_barcode(self.state.key, code, self.state.office_id,
                                               a["slot_start"], a["slot_end"], a["service"],
                                               a["name"], a["priority"])}
         raise DevServerError(f"booking code {code!r} is not in the schedule of {day}")

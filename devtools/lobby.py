@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from appliance.barcode import sign_barcode
 from appliance.keys import SigningKey, load_or_create_key
-from appliance.ticket import sign_ticket
 from devtools.supervisor import Supervisor
 from devtools.virtual_serial import VirtualSerialScanner
 
@@ -46,9 +46,9 @@ def antrean_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "appliance.cli", *args]
 
 
-def signed_ticket(key: SigningKey, appt: dict, office: str = OFFICE_ID) -> str:
+def signed_barcode(key: SigningKey, appt: dict, office: str = OFFICE_ID) -> str:
     """The AT1 ticket of a schedule appointment (central-api.md section 2)."""
-    return sign_ticket(key, appt["booking_code"], office, appt["slot_start"], appt["slot_end"],
+    return sign_barcode(key, appt["booking_code"], office, appt["slot_start"], appt["slot_end"],
                        appt["service"], appt["name"], appt["priority"])
 
 
@@ -262,7 +262,7 @@ def applicant_payload(lobby: Lobby, now: float) -> tuple[str, str]:
         a = rng.choice(fresh)
         lobby.arrived.add(a["booking_code"])
         if rng.random() < 0.25:
-            return signed_ticket(lobby.key, a), "valid signed ticket"
+            return signed_barcode(lobby.key, a), "valid signed ticket"
         return "]Q1" + a["booking_code"], "valid booking code"
     if roll < 0.68:
         early = [a for a in booked if window(a)[0] > now]
@@ -277,7 +277,7 @@ def applicant_payload(lobby: Lobby, now: float) -> tuple[str, str]:
         # today, a signed ticket says which day it is for (wrong_day).
         a = rng.choice(lobby.tomorrow["appointments"])
         if rng.random() < 0.5:
-            return signed_ticket(lobby.key, a), "tomorrow's signed ticket"
+            return signed_barcode(lobby.key, a), "tomorrow's signed ticket"
         return a["booking_code"], "tomorrow's booking code"
     if roll < 0.85:
         cancelled = [a for a in appts if a["status"] == "cancelled"]
@@ -294,8 +294,8 @@ def applicant_payload(lobby: Lobby, now: float) -> tuple[str, str]:
 
 def officer_push_call(lobby: Lobby, counter: int) -> str | None:
     """The officers' software calls the next waiting ticket; the server pushes it."""
+    from appliance.call_queue import waiting
     from appliance.config import load_config
-    from appliance.queue import waiting
     from appliance.store import Store
 
     config = load_config(lobby.files.config)

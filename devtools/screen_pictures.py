@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock, record_server_date
 from appliance.config import load_config
 from appliance.keys import generate_key
-from appliance.queue import Queue
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
 from devtools.lobby import antrean_argv
@@ -84,7 +84,7 @@ def build_office(folder: Path) -> tuple[Path, list[str]]:
         save_schedule(store, verify_schedule(body, key.sign_header(body), config),
                       source="import", etag=None)
         clock = Clock(store, config, wall=lambda: wall[0])
-        desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+        desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
         # Applicants come 20 minutes before their slot; each counter calls every 24 minutes
         # from 08:45, so by 10:40 ten wait and the lobby runs behind its slots.
         events = [(datetime.fromisoformat(b["slot_start"]) - timedelta(minutes=20),

@@ -25,9 +25,9 @@ import logging
 import queue
 import time
 
+from appliance.call_queue import CallQueue
 from appliance.clock import Clock
 from appliance.outbox import counts, pending_batch
-from appliance.queue import Queue
 from appliance.reactor import Reactor
 from appliance.store import Store
 from sync.backoff import Backoff
@@ -68,7 +68,7 @@ class SyncService:
         if misfit:   # degraded, visibly, instead of being killed by the watchdog in a loop
             self.faults.set("config", misfit, logging.ERROR)
         self.client = CentralClient(config, deadline_s=deadline)
-        self.queue = Queue(self.store, config, self.clock)
+        self.queue = CallQueue(self.store, config, self.clock)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.use_stream = use_stream
         self.stream_silence_s = stream_silence_s

@@ -11,10 +11,10 @@ import sys
 
 from conftest import KEY, write_config
 
+from appliance.barcode import PlainCode, SignedBarcode, Unreadable, parse_payload
 from appliance.config import load_config
 from appliance.errors import ScheduleRejected
 from appliance.schedule import Schedule, verify_schedule
-from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload
 
 # Hypothesis examples per property: a few hundred in `make test`, thousands in `make soak`.
 FUZZ_EXAMPLES = int(os.environ.get("ANTREAN_FUZZ_EXAMPLES", "300"))
@@ -43,7 +43,7 @@ def check_schedule_body(body: bytes, header: str | None) -> None:
 
 
 def check_ticket_payload(data: bytes) -> None:
-    assert isinstance(parse_payload(data, TRUSTED), PlainCode | SignedTicket | Unreadable)
+    assert isinstance(parse_payload(data, TRUSTED), PlainCode | SignedBarcode | Unreadable)
 
 
 def _atheris_main() -> None:  # pragma: no cover - run by `make soak` when atheris exists

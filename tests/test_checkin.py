@@ -11,17 +11,17 @@ from fuzz_targets import FUZZ_EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.barcode import PlainCode, SignedBarcode, Unreadable, parse_payload, sign_barcode
 from appliance.checkin import VERDICTS, CheckinDesk
 from appliance.clock import Clock, record_server_date
 from appliance.schedule import save_schedule, verify_schedule
-from appliance.ticket import PlainCode, SignedTicket, Unreadable, parse_payload, sign_ticket
 
 DAY = "2026-11-30"
 
 
-def signed_ticket(code="SIGNED01", day=DAY, start="09:00", office="TRK", key=KEY, name="Siti"):
+def signed_barcode(code="SIGNED01", day=DAY, start="09:00", office="TRK", key=KEY, name="Siti"):
     begin = office_time(day, start)
-    return sign_ticket(key, code, office, begin.isoformat(),
+    return sign_barcode(key, code, office, begin.isoformat(),
                        (begin + timedelta(minutes=30)).isoformat(), "B", name, True)
 
 
@@ -97,13 +97,13 @@ def test_office_day_differs_from_utc_day(config, store):
 
 def test_signed_tickets(desk_at, config, store):
     desk = desk_at("09:00")
-    r = desk.scan(signed_ticket())
+    r = desk.scan(signed_barcode())
     assert (r.verdict, r.ticket) == ("ok", "B001")  # not in the cache: the ticket decides
-    assert desk.scan(signed_ticket(key=OTHER_KEY)).verdict == "bad_signature"
-    assert desk.scan(signed_ticket(office="JKT")).verdict == "wrong_office"
-    assert desk.scan(signed_ticket("CANCEL01")).verdict == "cancelled"  # the cache wins
-    assert desk.scan(signed_ticket("OTHERDAY", day="2026-12-03")).verdict == "wrong_day"
-    tampered = signed_ticket("TAMPER01")
+    assert desk.scan(signed_barcode(key=OTHER_KEY)).verdict == "bad_signature"
+    assert desk.scan(signed_barcode(office="JKT")).verdict == "wrong_office"
+    assert desk.scan(signed_barcode("CANCEL01")).verdict == "cancelled"  # the cache wins
+    assert desk.scan(signed_barcode("OTHERDAY", day="2026-12-03")).verdict == "wrong_day"
+    tampered = signed_barcode("TAMPER01")
     head, kid, payload, sig = tampered.split(".")
     forged = json.loads(base64.urlsafe_b64decode(payload + "=="))
     forged["b"] = "TAMPER02"
@@ -120,14 +120,14 @@ def test_deeply_nested_signed_payload_is_unreadable(desk_at):
 
 
 def test_precedence_bad_signature_before_wrong_office(desk_at):
-    assert desk_at().scan(signed_ticket(office="JKT", key=OTHER_KEY)).verdict == "bad_signature"
+    assert desk_at().scan(signed_barcode(office="JKT", key=OTHER_KEY)).verdict == "bad_signature"
 
 
 def test_no_schedule_for_plain_codes_only(config, store):
     t = office_time(DAY, "09:00").timestamp()
     desk = CheckinDesk(store, config, Clock(store, config, wall=lambda: t))
     assert desk.scan("K7Q2M9XA").verdict == "no_schedule"
-    assert desk.scan(signed_ticket()).verdict == "ok"
+    assert desk.scan(signed_barcode()).verdict == "ok"
     # A stale schedule still admits the codes it knows; unknown codes get no_schedule.
     stale = office_time(DAY, "00:00") - timedelta(hours=40)
     load(config, store, schedule_doc(DAY, [appointment("K7Q2M9XA", DAY)], generated_at=stale))
@@ -249,7 +249,7 @@ def test_every_verdict_has_two_languages():
 @given(st.binary(max_size=300))
 def test_parser_never_raises_on_bytes(data):
     assert isinstance(parse_payload(data, {"k2026a": KEY.public_raw}),
-                      PlainCode | SignedTicket | Unreadable)
+                      PlainCode | SignedBarcode | Unreadable)
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None)

@@ -1,5 +1,5 @@
 """A real office for the display tests: signed schedule, check-ins and calls through the
-lead's ``CheckinDesk`` and ``Queue`` on a real SQLite file, plus the screen on the dummy driver.
+lead's ``CheckinDesk`` and ``CallQueue`` on a real SQLite file, plus the screen on the dummy driver.
 Also the tests of the read-only store view itself."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pygame
 import pytest
 from conftest import appointment, office_time, schedule_doc, sign_doc, write_config
 
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.config import load_config
-from appliance.queue import Queue
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.store import Store
 from display.model import StoreView
@@ -64,7 +64,7 @@ class Office:
                       etag=None)
         self.clock = Clock(self.store, self.config, wall=self.wall)
         self.desk = CheckinDesk(self.store, self.config, self.clock)
-        self.queue = Queue(self.store, self.config, self.clock)
+        self.queue = CallQueue(self.store, self.config, self.clock)
         self.codes = [a["booking_code"] for a in appts]
 
     def check_in(self, n: int) -> list[str]:

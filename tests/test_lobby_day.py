@@ -18,9 +18,9 @@ import pytest
 from conftest import appointment, office_time, schedule_doc, sign_doc
 
 from appliance import clock as clock_module
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock, record_server_date
-from appliance.queue import Queue
 from appliance.schedule import save_schedule, verify_schedule
 from display.model import StoreView
 
@@ -91,7 +91,7 @@ def test_the_first_admission_pins_the_day_for_everyone_after_it(config, store):
     tomorrow = "2026-12-02"
     load(config, store, schedule_doc(tomorrow, [appointment("TMRW0001", tomorrow)]))
     clock = untrusted(store, config)
-    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+    desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
     # Before anyone is let in, the newest cached day is the best guess.
     assert clock.lobby_day(store.db) == tomorrow
     assert desk.scan("NOWHERE1").verdict == "no_schedule"
@@ -117,7 +117,7 @@ def test_a_reboot_mid_day_keeps_the_waiting_applicants_callable(config, store):
     load(config, store, schedule_doc("2026-12-02", [appointment("TMRW0001", "2026-12-02")]))
     clock = untrusted(store, config)
     assert not clock.trusted and clock.lobby_day(store.db) == DAY
-    assert Queue(store, config, clock).call_next(1).ticket == "A001"
+    assert CallQueue(store, config, clock).call_next(1).ticket == "A001"
 
 
 def test_a_late_applicant_after_a_reboot_does_not_move_the_lobby_back(config, store):

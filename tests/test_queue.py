@@ -5,10 +5,10 @@ import json
 import pytest
 from conftest import appointment, office_time, schedule_doc, sign_doc
 
+from appliance.call_queue import CallQueue, queue_counts
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.errors import QueueError
-from appliance.queue import Queue, queue_counts
 from appliance.schedule import save_schedule, verify_schedule
 
 DAY, NEXT = "2026-11-30", "2026-12-01"
@@ -40,7 +40,7 @@ def office(config, store):
         save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
     wall = Wall(DAY, "09:30")
     clock = Clock(store, config, wall=wall)
-    return CheckinDesk(store, config, clock), Queue(store, config, clock), wall
+    return CheckinDesk(store, config, clock), CallQueue(store, config, clock), wall
 
 
 def test_numbering_per_service_and_call_order(office, store):

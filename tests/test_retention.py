@@ -8,13 +8,13 @@ import threading
 from datetime import date, datetime, timedelta
 
 from conftest import TZ, office_time
-from test_checkin import Ticking, signed_ticket
+from test_checkin import Ticking, signed_barcode
 from test_cli import antrean
 
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.outbox import mark_dead, mark_sent
-from appliance.queue import Queue
 from appliance.retention import keep_from, prune_step
 from appliance.scanner_service import ScannerService
 from appliance.store import Store
@@ -33,9 +33,9 @@ def live_a_day(store, config, wall: Ticking, day: str) -> None:
     clock = Clock(store, config, wall=wall)
     desk = CheckinDesk(store, config, clock)
     code = "S" + day.replace("-", "")
-    assert desk.scan(signed_ticket(code=code, day=day)).verdict == "ok"
+    assert desk.scan(signed_barcode(code=code, day=day)).verdict == "ok"
     assert desk.scan(b"\x00").verdict == "unreadable"
-    assert Queue(store, config, clock).call_next(1).ticket == "B001"
+    assert CallQueue(store, config, clock).call_next(1).ticket == "B001"
 
 
 def checkin_event(store, day: str) -> str:

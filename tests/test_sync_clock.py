@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from test_sync_harness import record_events, write_sync_config
 
+from appliance.barcode import sign_barcode
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock, boot_id
 from appliance.config import load_config
 from appliance.schedule import schedule_info
 from appliance.store import Store
-from appliance.ticket import sign_ticket
 from sync.client import parse_http_date
 from sync.service import SyncService
 
@@ -75,7 +75,7 @@ def ticket_for_now(central, code: str = "ZZNOW001") -> str:
     from zoneinfo import ZoneInfo
 
     now = datetime.now(ZoneInfo("Asia/Makassar")).replace(microsecond=0)
-    return sign_ticket(central.key, code, "TRK", (now - timedelta(minutes=10)).isoformat(),
+    return sign_barcode(central.key, code, "TRK", (now - timedelta(minutes=10)).isoformat(),
                        (now + timedelta(minutes=20)).isoformat(), "A", "Andi Saputra", False)
 
 

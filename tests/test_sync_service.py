@@ -9,11 +9,11 @@ import time
 import pytest
 from test_sync_harness import DEVICE, TOKEN, outbox_states, record_events, server_ids, wait_until
 
+from appliance.call_queue import CallQueue
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.lobby_view import read_lobby
 from appliance.outbox import counts, record_event
-from appliance.queue import Queue
 from appliance.schedule import schedule_info
 from appliance.store import Store
 from sync.service import SyncService, run
@@ -256,7 +256,7 @@ def test_heartbeat_carries_estimates_and_lateness_per_service(service, central, 
     for code, slot in rows:
         clock = Clock(service.store, sync_config, wall=lambda slot=slot: slot)
         assert CheckinDesk(service.store, sync_config, clock).scan(code).accepted
-    first = Queue(service.store, sync_config).call_next(1)
+    first = CallQueue(service.store, sync_config).call_next(1)
     assert first is not None and first.service == "A"
     assert service.heartbeat() is True
     state = central.admin("GET", "/_admin/state")

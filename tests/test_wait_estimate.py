@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_queue import Wall
 
+from appliance.call_queue import CallQueue, call_order_key, waiting
 from appliance.checkin import CheckinDesk
 from appliance.clock import Clock
 from appliance.lobby_view import wait_estimates
-from appliance.queue import Queue, call_order_key, waiting
 from appliance.schedule import save_schedule, verify_schedule
 from appliance.wait_estimate import (
     QUARTER_S,
@@ -445,7 +445,7 @@ def test_estimates_read_from_a_real_store(config, store):
     save_schedule(store, verify_schedule(body, sig, config), source="import", etag=None)
     wall = Wall(DAY, "09:05")
     clock = Clock(store, config, wall=wall)
-    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+    desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
     for code in ("LATER001", "EARLY001", "BSERVICE", "EARLY002", "PRIORITY"):
         assert desk.scan(code).accepted
     with store.read() as db:
@@ -479,7 +479,7 @@ def test_usual_absences_are_learnt_from_past_days_in_the_store(config, store):
     today, past = "2026-12-03", ("2026-12-01", "2026-12-02")
     wall = Wall(today, "11:20")
     clock = Clock(store, config, wall=wall)
-    desk, queue = CheckinDesk(store, config, clock), Queue(store, config, clock)
+    desk, queue = CheckinDesk(store, config, clock), CallQueue(store, config, clock)
 
     def open_day(day, codes, hhmm):
         doc = schedule_doc(day, [appointment(c, day, hhmm) for c in codes])

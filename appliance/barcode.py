@@ -32,7 +32,7 @@ class PlainCode:
 
 
 @dataclass(frozen=True)
-class SignedTicket:
+class SignedBarcode:
     """A structurally valid AT1 ticket; ``signature_ok`` says whether it verified."""
 
     booking_code: str
@@ -51,7 +51,7 @@ class Unreadable:
     why: str
 
 
-Parsed = PlainCode | SignedTicket | Unreadable
+Parsed = PlainCode | SignedBarcode | Unreadable
 
 
 def normalise(payload: bytes | str) -> str | None:
@@ -101,7 +101,7 @@ def _parse_signed(m: re.Match, trusted: dict[str, bytes]) -> Parsed:
         ok = len(signature) == 64
     except SignatureError:
         ok = False
-    return SignedTicket(code.upper(), fields["o"], start.timestamp(), end.timestamp(),
+    return SignedBarcode(code.upper(), fields["o"], start.timestamp(), end.timestamp(),
                         fields["v"], fields["n"][:200], bool(fields["p"]), keyid, ok)
 
 
@@ -119,7 +119,7 @@ def parse_payload(payload: bytes | str, trusted: dict[str, bytes] | None = None)
     return Unreadable("neither a booking code nor a signed ticket")
 
 
-def sign_ticket(key, booking_code: str, office_id: str, slot_start: str, slot_end: str,
+def sign_barcode(key, booking_code: str, office_id: str, slot_start: str, slot_end: str,
                 service: str, name: str, priority: bool) -> str:
     """An ``AT1`` ticket as the booking app prints it: the inverse of ``parse_payload``.
 

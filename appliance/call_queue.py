@@ -95,14 +95,14 @@ def queue_counts(db, day: str, waiting_now: int | None = None) -> QueueCounts:
                        called)
 
 
-class Queue:
+class CallQueue:
     """Counter actions on today's queue.
 
     Example::
 
         >>> from appliance.checkin import CheckinDesk
         >>> _ = CheckinDesk(store, config, clock).scan(b"K7Q2M9XA")     # checks in as A001
-        >>> q = Queue(store, config, clock)
+        >>> q = CallQueue(store, config, clock)
         >>> call = q.call_next(1)
         >>> call.ticket, call.counter_name
         ('A001', 'Loket 1')
