@@ -60,6 +60,7 @@ class PrinterService:
         self._next_check = 0.0
         self._next_expire = 0.0
         self._version: int | None = None
+        self._stop_requested = False
 
     # state, reported on changes only ---------------------------------------------------
 
@@ -168,7 +169,7 @@ class PrinterService:
             # After a fault, ask first: retrying costs no store write until it can print.
             if problem and not self.check_printer(now):
                 return
-            while not self.stop.is_set() and self.print_next(time.monotonic()):
+            while not self.stopping() and self.print_next(time.monotonic()):
                 pass
         elif now >= self._next_check:
             self.check_printer(now)
@@ -176,7 +177,14 @@ class PrinterService:
     # lifecycle -------------------------------------------------------------------------
 
     def request_stop(self, *_signal) -> None:
-        self.stop.set()
+        """Stop at the next tick. This is the SIGTERM/SIGINT handler, so it only sets a flag:
+        a handler runs in the main thread between two bytecodes, also inside
+        ``self.stop.wait()`` while that holds the event's own lock, and ``self.stop.set()``
+        there would wait for that lock forever (the service would never exit)."""
+        self._stop_requested = True
+
+    def stopping(self) -> bool:
+        return self._stop_requested or self.stop.is_set()
 
     def run(self) -> int:
         installed = self._install_signals()
@@ -204,7 +212,7 @@ class PrinterService:
             self.queue.follow_checkins()
             self.notify.ready(self.printer.describe())
             log.info("printer service ready: %s", self.printer.describe())
-        while not self.stop.is_set():
+        while not self.stopping():
             if self.printer is not None:
                 try:
                     self.tick()

@@ -227,7 +227,7 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
             double.wait_for_receipts(1)
             wait_for(lambda: slips(config)[0][2] == "printing", "the slip to be printing")
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -240,7 +240,7 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
             double.wait_for_status_requests(asked + 3)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         assert len(double.receipts) == 1, "at most once: the interrupted slip is not repeated"
         status = subprocess.run([sys.executable, "-m", "appliance.cli", "--config", config.path,
                                  "status", "--json"], capture_output=True, text=True,
@@ -248,6 +248,27 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
         printer = json.loads(status.stdout)["printer"]
         assert printer["interrupted"] == 1
         assert printer["attention"][0]["ticket"] == "A001"
+
+
+def test_sigterm_handled_inside_the_loops_wait_still_stops_the_service(tmp_path):
+    # A Python signal handler runs in the main thread between two bytecodes: also inside
+    # ``stop.wait()`` while that holds the stop event's own (non-reentrant) lock, the state
+    # this thread recreates. Setting the event from the handler there waits forever.
+    service = PrinterService(printer_config(tmp_path))
+    handled = threading.Event()
+
+    def signal_arrives_inside_the_wait():
+        with service.stop._cond:
+            service.request_stop(signal.SIGTERM, None)
+        handled.set()
+
+    threading.Thread(target=signal_arrives_inside_the_wait, daemon=True).start()
+    assert handled.wait(30), "the SIGTERM handler waited forever for the stop event's lock"
+    assert service.stopping()
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the service did not stop after SIGTERM"
 
 
 def doctor(config, *extra):
