@@ -85,6 +85,7 @@ class ScannerService:
         self._next_prune = 0.0
         self._pruned = 0
         self._housekeeping_error: str | None = None
+        self._stop_requested = False
 
     # callbacks from driver threads: hand over only --------------------------------------
 
@@ -104,11 +105,11 @@ class ScannerService:
         self._put(("state", connected, detail))
 
     def request_stop(self, *_signal) -> None:
-        self.stop.set()
-        try:
-            self.inbox.put_nowait(("stop",))
-        except queue.Full:
-            pass  # the loop checks the flag after each item anyway
+        """Stop within one tick. This is also the SIGTERM/SIGINT handler, so it only sets a
+        flag: a handler runs in the main thread between two bytecodes, also inside
+        ``inbox.get()`` while that holds the queue's own lock, and putting on the queue (or
+        setting ``stop``) there would wait for that lock forever."""
+        self._stop_requested = True
 
     # health ------------------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ class ScannerService:
             ping_every = self.notify.watchdog_interval()
             tick = min(IDLE_TICK_S, ping_every) if ping_every else IDLE_TICK_S
             next_ping = time.monotonic()
-            while not self.stop.is_set():
+            while not (self.stop.is_set() or self._stop_requested):
                 try:
                     item = self.inbox.get(timeout=tick)
                 except queue.Empty:

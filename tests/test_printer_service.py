@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import write_config
+from conftest import stops_after_sigterm_inside_a_wait, write_config
 from test_scanner_service import CODES, kv, query, today_schedule, wait_for
 
 from appliance.checkin import CheckinDesk
@@ -251,24 +251,9 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
 
 
 def test_sigterm_handled_inside_the_loops_wait_still_stops_the_service(tmp_path):
-    # A Python signal handler runs in the main thread between two bytecodes: also inside
-    # ``stop.wait()`` while that holds the stop event's own (non-reentrant) lock, the state
-    # this thread recreates. Setting the event from the handler there waits forever.
+    # The loop waits in ``stop.wait(TICK_S)``; setting ``stop`` from the handler hung there.
     service = PrinterService(printer_config(tmp_path))
-    handled = threading.Event()
-
-    def signal_arrives_inside_the_wait():
-        with service.stop._cond:
-            service.request_stop(signal.SIGTERM, None)
-        handled.set()
-
-    threading.Thread(target=signal_arrives_inside_the_wait, daemon=True).start()
-    assert handled.wait(30), "the SIGTERM handler waited forever for the stop event's lock"
-    assert service.stopping()
-    runner = threading.Thread(target=service.run, daemon=True)
-    runner.start()
-    runner.join(timeout=30)
-    assert not runner.is_alive(), "the service did not stop after SIGTERM"
+    stops_after_sigterm_inside_a_wait(service, service.stop._cond)
 
 
 def doctor(config, *extra):
