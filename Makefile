@@ -47,7 +47,7 @@ bench: system-packages $(VENV)/.installed
 	$(HEADLESS) $(BIN)/python bench/run_all.py
 
 soak: system-packages $(VENV)/.installed
-	$(HEADLESS) ANTREAN_SOAK_SECONDS=600 ANTREAN_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest \
+	$(HEADLESS) ANTREAN_SOAK_SECONDS=600 ANTREAN_SOAK_REPORT=1 ANTREAN_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest \
 		-q -s -p no:cacheprovider -o timeout=3600 tests/soak tests/test_fuzz.py tests/test_checkin.py
 	$(BIN)/python -m pip install -q atheris || echo "atheris did not install: hypothesis fuzzed alone"
 	if $(BIN)/python -c "import atheris" 2>/dev/null; then \

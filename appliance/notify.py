@@ -36,7 +36,9 @@ class SdNotify:
         if self._sock is None:
             return
         try:
-            self._sock.sendto(text.encode(), self._addr)
+            # Never wait: a socket nobody reads (its queue holds only a few datagrams) must
+            # not hang the service; a ping dropped there is one systemd was not reading.
+            self._sock.sendto(text.encode(), socket.MSG_DONTWAIT, self._addr)
         except OSError:
             pass  # systemd going away must never take the service with it
 

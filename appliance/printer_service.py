@@ -175,7 +175,7 @@ class PrinterService:
             # After a fault, ask first: retrying costs no store write until it can print.
             if problem and not self.check_printer(now):
                 return
-            while not self.stop.is_set() and self.print_next(time.monotonic()):
+            while not self.reactor.stopped and self.print_next(time.monotonic()):
                 pass
         elif now >= self._next_check:
             self.check_printer(now)
@@ -207,7 +207,7 @@ class PrinterService:
             self.queue.follow_checkins()
             self.reactor.ready(self.printer.describe())
             log.info("printer service ready: %s", self.printer.describe())
-        while not self.stop.is_set():
+        while not self.reactor.stopped:
             if self.printer is not None:
                 try:
                     self.tick()

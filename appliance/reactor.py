@@ -12,8 +12,13 @@ spirit of Klipper's single reactor, so a service reads as a declaration of what 
   store has no clean connection even after a reopen), the watchdog is not pinged, so
   systemd restarts the service (crash-only); everything else is a degraded state, never a
   restart;
-- a stop event that SIGTERM (and SIGINT) set through ``signals()``, which also wakes a
-  loop blocked on its inbox (``on_stop``);
+- stopping: SIGTERM (and SIGINT) through ``signals()`` call ``request_stop``, which only
+  sets a flag and calls the wakers registered with ``on_stop`` (these must be reentrant,
+  e.g. ``queue.SimpleQueue.put``). A signal handler runs in the main thread between two
+  bytecodes, also inside ``Event.wait`` or ``Queue.get`` while they hold their own lock, so
+  setting an event or putting on a ``queue.Queue`` there can wait for that lock forever.
+  The loop itself turns the flag into the stop event when it asks ``stopped`` (at least
+  once a tick), and every other thread waiting on the event then wakes;
 - ``Problems``: degraded conditions by name, logged once when they begin and once when
   they end, and reported (``service_health``, ``STATUS=``) only when the summary changed.
 
@@ -81,6 +86,7 @@ class Reactor:
         self._timers: list[Timer] = []
         self._holds: list[Callable[[], bool]] = []
         self._wakers: list[Callable[[], None]] = []
+        self._stop_requested = False
 
     # timers ----------------------------------------------------------------------------
 
@@ -140,14 +146,21 @@ class Reactor:
 
     @property
     def stopped(self) -> bool:
+        """Whether the service should stop. Ask it from the loop (never from a signal
+        handler): a requested stop becomes the stop event here."""
+        if self._stop_requested and not self.stop_event.is_set():
+            self.stop_event.set()
         return self.stop_event.is_set()
 
     def on_stop(self, waker: Callable[[], None]) -> None:
-        """Call ``waker`` when a stop is requested (e.g. to wake a loop blocked on a queue)."""
+        """Call ``waker`` when a stop is requested, to wake a loop blocked on its inbox.
+        It runs inside signal handlers, so it must be reentrant (``SimpleQueue.put``);
+        a loop on a ``queue.Queue`` or an event relies on its tick instead."""
         self._wakers.append(waker)
 
     def request_stop(self, *_signal) -> None:
-        self.stop_event.set()
+        """Ask the loop to stop (the SIGTERM/SIGINT handler): a flag and the wakers only."""
+        self._stop_requested = True
         for waker in self._wakers:
             waker()
 

@@ -79,7 +79,6 @@ class ScannerService:
         self._housekeeping_error: str | None = None
         # What runs when: the inbox as it comes, housekeeping once a second, the watchdog
         # at its pace unless the store is beyond repair.
-        self.reactor.on_stop(self._wake)
         self.reactor.hold_watchdog_while(lambda: not self._store_usable())
         self._housekeeping = self.reactor.every(HOUSEKEEPING_S, self.housekeeping)
 
@@ -108,12 +107,6 @@ class ScannerService:
 
     def request_stop(self, *_signal) -> None:
         self.reactor.request_stop()
-
-    def _wake(self) -> None:
-        try:
-            self.inbox.put_nowait(("stop",))
-        except queue.Full:
-            pass  # the loop checks the flag after each item anyway
 
     # health ------------------------------------------------------------------------------
 
@@ -288,7 +281,7 @@ class ScannerService:
                 self.reactor.ready(f"readers: {names}")
                 log.info("scanner service ready (readers: %s)", names)
                 tick = self.reactor.tick_s(IDLE_TICK_S)
-                while not self.stop.is_set():
+                while not self.reactor.stopped:   # within a tick of SIGTERM
                     try:
                         item = self.inbox.get(timeout=tick)
                     except queue.Empty:

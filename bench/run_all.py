@@ -6,7 +6,8 @@ full output. Benchmarks run one at a time so they do not disturb each other.
 
 ``python bench/run_all.py NAME.py ...`` runs only those and replaces just their rows and
 sections in the existing report (the machine section notes when they ran), so one benchmark
-can be refreshed without the half-hour of the others.
+can be refreshed without the half-hour of the others. The soak's rows and section are
+written by ``make soak`` (``bench/soak_report.py``) and kept by both.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = ["checkin.py", "scan_latency.py", "decode.py", "display.py", "display_memory.py",
            "sync.py", "printer.py", "services.py", "wait_estimate.py"]
+# Parts of the report measured elsewhere: ``make soak`` writes the soak's (tests/soak).
+REPORTED = [*BENCHES, "soak"]
 TABLE_HEAD = ["| benchmark | metric | median / value | p99 | unit | target | met |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -57,37 +60,56 @@ def table_row(name: str, r: dict) -> str:
 
 
 def _bench_of(line: str) -> str:
-    """The benchmark a table row or section heading belongs to ('' for anything else)."""
+    """The part a table row or section heading belongs to ('' for anything else)."""
     head = line.lstrip("|# ").split(" ", 1)[0]
-    return head if head in BENCHES else ""
+    return head if head in REPORTED else ""
 
 
-def merge_report(old: str, only: list[str], table: list[str], sections: list[str]) -> str:
-    """The report ``old`` with the rows and sections of the benchmarks in ``only`` replaced
-    (or added in BENCHES order); everything else is kept as it was measured."""
-    lines = old.rstrip("\n").split("\n")
+def split_report(report: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """A report's machine lines (title to before ``## Results``), its table rows, and its
+    sections by the part they belong to."""
+    lines = report.rstrip("\n").split("\n")
     start = lines.index(TABLE_HEAD[1]) + 1
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
-    rows = [r for r in lines[start:end] if _bench_of(r) not in only] + table
-    rows.sort(key=lambda r: BENCHES.index(_bench_of(r)) if _bench_of(r) else len(BENCHES))
-    body = "\n".join(lines[end:])
-    parts = body.split("\n## ")
-    kept = {_bench_of("## " + p): ("## " + p).rstrip("\n") for p in parts[1:]}
+    head = lines[:start - 2]
+    top = head[:head.index("## Results")]
+    parts = "\n".join(lines[end:]).split("\n## ")
+    sections = {_bench_of("## " + p): ("## " + p).rstrip("\n") for p in parts[1:]}
+    return top, lines[start:end], sections
+
+
+def merge_report(old: str, only: list[str], table: list[str], sections: list[str], *,
+                 notes: list[str] | None = None) -> str:
+    """The report ``old`` with the rows and sections of the parts in ``only`` replaced
+    (or added in REPORTED order); everything else is kept as it was measured. ``notes``
+    replace the machine section's notes about ``only`` (default: when they were re-run)."""
+    top, rows, kept = split_report(old)
+    rows = [r for r in rows if _bench_of(r) not in only] + table
+    rows.sort(key=lambda r: REPORTED.index(_bench_of(r)) if _bench_of(r) else len(REPORTED))
     for section in sections:
         kept[_bench_of(section)] = section.rstrip("\n")
-    ordered = [kept[b] for b in BENCHES if b in kept]
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    head = lines[:start - 2]
-    machine_end = head.index("## Results")
-    cpu = machine()[0].removeprefix("- CPU: ")
-    note = f"- {', '.join(only)} re-run alone on {when} ({cpu})"
-    head = [h for h in head[:machine_end] if not h.startswith(f"- {', '.join(only)} re-run")]
-    while head and not head[-1]:
-        head.pop()
-    return "\n".join([*head, note, "", "## Results", "", *TABLE_HEAD, *rows, "",
+    ordered = [kept[b] for b in REPORTED if b in kept]
+    if notes is None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        cpu = machine()[0].removeprefix("- CPU: ")
+        notes = [f"- {', '.join(only)} re-run alone on {when} ({cpu})"]
+    top = [h for h in top if not h.startswith(f"- {', '.join(only)} ")]
+    while top and not top[-1]:
+        top.pop()
+    return "\n".join([*top, *notes, "", "## Results", "", *TABLE_HEAD, *rows, "",
                       "\n\n".join(ordered), ""])
+
+
+def keep_soak(old: str, new: str) -> str:
+    """``new`` (a whole ``make bench`` report) with the last soak's rows, section and note
+    from ``old``: only ``make soak`` measures those."""
+    top, rows, sections = split_report(old)
+    if "soak" not in sections:
+        return new
+    return merge_report(new, ["soak"], [r for r in rows if _bench_of(r) == "soak"],
+                        [sections["soak"]], notes=[h for h in top if h.startswith("- soak ")])
 
 
 def main() -> int:
@@ -125,7 +147,10 @@ def main() -> int:
         report = ["# Benchmark report", "", "Regenerated by `make bench` (`bench/run_all.py`); "
                   "numbers are measured, never edited by hand.", "", "## Machine", "",
                   *machine(), "", "## Results", "", *TABLE_HEAD, *table, "", *sections]
-        report_path.write_text("\n".join(report))
+        text = "\n".join(report)
+        if report_path.exists():
+            text = keep_soak(report_path.read_text(), text)
+        report_path.write_text(text)
         print(f"wrote {report_path}")
     elif report_path.exists():
         report_path.write_text(merge_report(report_path.read_text(), only, table, sections))

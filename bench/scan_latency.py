@@ -7,6 +7,11 @@ max; the target on a 2-core x86 box is p99 under 15 ms. Then the same with two r
 (``[[scanner]]``, two ptys) scanning at once, each waiting for its own scan's commit: what an
 applicant at one door sees while another door is busy, plus the lost scans (must be none).
 
+It also frames 64 KiB (what the serial and stdin backends hand over in one read at most) and
+256 KiB of short LF-ended lines with no CR or TAB, with the real ``LineFramer`` and with a
+per-line search of every terminator kind (the framer before it went linear): a flood of
+lines must cost time in proportion to its size.
+
     .venv/bin/python bench/scan_latency.py [--scans 1000] [--dir /tmp/x]
 """
 
@@ -33,6 +38,7 @@ from appliance.schedule import save_schedule, verify_schedule  # noqa: E402
 from appliance.store import Store  # noqa: E402
 from bench.stats import percentile, result  # noqa: E402
 from devtools.virtual_serial import VirtualSerialScanner  # noqa: E402
+from drivers.line_framer import TERMINATORS, LineFramer  # noqa: E402
 
 TZ = ZoneInfo("Asia/Makassar")
 
@@ -119,6 +125,45 @@ def measure(folder: Path, n: int, readers: int) -> tuple[list[float], int]:
     return lat, oks
 
 
+def per_line_search(data: bytes) -> list[bytes]:
+    """The baseline: each line searches every terminator kind to the end of the read."""
+    lines, start = [], 0
+    while start < len(data):
+        hits = [i for i in (data.find(t, start) for t in TERMINATORS) if i >= 0]
+        end = min(hits) if hits else len(data)
+        if end > start:
+            lines.append(data[start:end])
+        start = end + 1
+    return lines
+
+
+def framing(repeats: int = 5) -> None:
+    per_kib = {}
+    for kib in (64, 256):
+        data = b"K7Q2M9X\n" * (kib * 1024 // 8)
+        real, naive = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            framed = LineFramer().feed(data)
+            real.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            baseline = per_line_search(data)
+            naive.append((time.perf_counter() - t0) * 1000)
+            assert framed == baseline
+        per_kib[kib] = statistics.median(real) / kib
+        result(f"frame {kib} KiB of {len(framed):,} LF lines, LineFramer",
+               statistics.median(real), "ms", p99=percentile(real, 99))
+        result(f"frame {kib} KiB of LF lines, per-line search of every terminator",
+               statistics.median(naive), "ms", p99=percentile(naive, 99))
+        print(f"framing {kib} KiB ({len(framed)} lines, no CR or TAB): LineFramer median "
+              f"{statistics.median(real):.2f} ms, per-line search median "
+              f"{statistics.median(naive):.2f} ms")
+    growth = per_kib[256] / per_kib[64]
+    result("LineFramer time per KiB, 256 KiB / 64 KiB (linear: about 1)", growth, "x",
+           target=2)
+    print(f"LineFramer time per KiB at 256 KiB / at 64 KiB: {growth:.2f} (linear: about 1)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scans", type=int, default=1000)
@@ -140,6 +185,7 @@ def main() -> int:
         print(f"{readers} reader(s): {len(lat)} scans, {oks} ok: median "
               f"{statistics.median(lat):.2f} ms, p99 {p99:.2f} ms, max {max(lat):.2f} ms "
               f"(target p99 < 15 ms: {'met' if p99 < 15 else 'NOT met'})")
+    framing()
     return 0
 
 

@@ -76,8 +76,9 @@ class LineFramer:
         lines: list[bytes] = []
         start = 0
         n = len(data)
+        ends = _terminators(data)
         while start < n:
-            end = _find_terminator(data, start)
+            end = next(ends, -1)
             chunk = data[start:n if end < 0 else end]
             if not self._discarding:
                 room = self.max_length - len(self._buf)
@@ -124,10 +125,19 @@ class LineFramer:
         self._discarding = False
 
 
-def _find_terminator(data: bytes, start: int) -> int:
-    best = -1
-    for t in TERMINATORS:
-        i = data.find(t, start)
-        if i >= 0 and (best < 0 or i < best):
-            best = i
-    return best
+def _terminators(data: bytes):
+    """The positions of every CR, LF and TAB in ``data``, in order.
+
+    Each kind is searched forward from its own last hit, so a feed costs at most one pass
+    over ``data`` per kind: searching all three afresh for each line would rescan to the end
+    for every kind a flood lacks (a million LF-ended lines and no TAB: quadratic)."""
+    upcoming = {t: data.find(t) for t in TERMINATORS}
+    while True:
+        found = [i for i in upcoming.values() if i >= 0]
+        if not found:
+            return
+        i = min(found)
+        yield i
+        for t, at in upcoming.items():
+            if at == i:
+                upcoming[t] = data.find(t, i + 1)

@@ -191,7 +191,7 @@ class SyncService:
         log.info("sync service started for %s (device %s)", self.config.server.url,
                  self.config.server.device_id)
         try:
-            while not self.stop_event.is_set():
+            while not self.reactor.stopped:
                 self.reactor.run_timers()
                 now = time.monotonic()
                 self.keep_alive()

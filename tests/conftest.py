@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -91,3 +93,24 @@ def store(config):
 
     with Store(config.storage.path) as s:
         yield s
+
+
+def stops_after_sigterm_inside_a_wait(service, lock, timeout: float = 30.0) -> None:
+    """Run ``service``'s SIGTERM handler while holding ``lock``, then its loop; both must end.
+
+    A Python signal handler runs in the main thread between two bytecodes: also inside a
+    wait (``Event.wait``, ``Queue.get``) while that holds its own non-reentrant lock, the
+    state this recreates. A handler that takes the lock there waits forever."""
+    handled = threading.Event()
+
+    def signal_arrives_inside_the_wait():
+        with lock:
+            service.request_stop(signal.SIGTERM, None)
+        handled.set()
+
+    threading.Thread(target=signal_arrives_inside_the_wait, daemon=True).start()
+    assert handled.wait(timeout), "the SIGTERM handler waited forever for the wait's lock"
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    runner.join(timeout)
+    assert not runner.is_alive(), "the service did not stop after SIGTERM"

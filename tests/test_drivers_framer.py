@@ -1,5 +1,8 @@
 """The shared line framer: terminators, bounds, resync, partial lines, AIM prefixes."""
 
+import random
+import re
+
 import pytest
 
 from drivers.line_framer import LineFramer, OverlongLine, strip_aim
@@ -86,3 +89,37 @@ def test_strip_aim(raw, clean):
 def test_garbage_bytes_pass_through_as_lines():
     f = LineFramer()
     assert f.feed(b"\x00\x1b[2J\xff\xfe\n") == [b"\x00\x1b[2J\xff\xfe"]
+
+
+class CountingBytes(bytes):
+    """Bytes that count how many bytes their ``find`` calls look at: the framer's work."""
+
+    looked_at = 0
+
+    def find(self, sub, start=0, *rest):
+        i = super().find(sub, start, *rest)
+        CountingBytes.looked_at += (i + 1 if i >= 0 else len(self)) - start
+        return i
+
+
+@pytest.mark.parametrize("term", [b"\n", b"\r", b"\t", b"\r\n"])
+def test_a_flood_of_lines_lacking_a_terminator_kind_is_framed_in_linear_work(term):
+    # 64 KiB is what the serial and stdin backends hand over in one read. Searching every
+    # terminator kind afresh for each line looks at ~2 x 7,000 x 32 KiB bytes here.
+    data = CountingBytes((b"K7Q2M9X" + term) * (65536 // (7 + len(term))))
+    CountingBytes.looked_at = 0
+    lines = LineFramer().feed(data)
+    assert len(lines) == 65536 // (7 + len(term)) and set(lines) == {b"K7Q2M9X"}
+    assert CountingBytes.looked_at <= 3 * len(data)  # one pass per terminator kind
+
+
+def test_framing_equals_splitting_on_every_terminator_in_any_chunking():
+    rng = random.Random(10)
+    for _ in range(200):
+        data = bytes(rng.choice(b"AB7\r\n\t") for _ in range(rng.randrange(1, 300)))
+        whole = [x for x in re.split(rb"[\r\n\t]", data)[:-1] if x]
+        f = LineFramer()
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(5))))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        assert [line for piece in pieces for line in f.feed(piece)] == whole
+        assert LineFramer().feed(data) == whole

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from conftest import write_config
+from conftest import stops_after_sigterm_inside_a_wait, write_config
 from test_scanner_service import CODES, kv, query, today_schedule, wait_for
 
 from appliance.checkin import CheckinDesk
@@ -242,7 +242,7 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
             double.wait_for_receipts(1)
             wait_for(lambda: slips(config)[0][2] == "printing", "the slip to be printing")
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -255,7 +255,7 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
             double.wait_for_status_requests(asked + 3)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         assert len(double.receipts) == 1, "at most once: the interrupted slip is not repeated"
         status = subprocess.run([sys.executable, "-m", "appliance.cli", "--config", config.path,
                                  "status", "--json"], capture_output=True, text=True,
@@ -263,6 +263,12 @@ def test_sigkill_while_printing_leaves_the_slip_interrupted_not_printed_twice(tm
         printer = json.loads(status.stdout)["printer"]
         assert printer["interrupted"] == 1
         assert printer["attention"][0]["ticket"] == "A001"
+
+
+def test_sigterm_handled_inside_the_loops_wait_still_stops_the_service(tmp_path):
+    # The loop waits in ``stop.wait(TICK_S)``; setting ``stop`` from the handler hung there.
+    service = PrinterService(printer_config(tmp_path))
+    stops_after_sigterm_inside_a_wait(service, service.stop._cond)
 
 
 def doctor(config, *extra):

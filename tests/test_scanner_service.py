@@ -11,7 +11,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import TZ, appointment, schedule_doc, sign_doc, write_config
+from conftest import (
+    TZ,
+    appointment,
+    schedule_doc,
+    sign_doc,
+    stops_after_sigterm_inside_a_wait,
+    write_config,
+)
 from gpiozero.pins.mock import MockFactory
 
 from appliance.config import load_config
@@ -262,6 +269,13 @@ def test_sigterm_stops_the_service_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert health(cfg)[0] == "stopped"
+
+
+def test_sigterm_handled_inside_the_loops_queue_wait_still_stops_the_service(tmp_path):
+    # The loop waits in ``inbox.get()``; putting on the inbox from the handler hung there.
+    service = ScannerService(make_config(tmp_path, '[scanner]\nkind = "none"\n'))
+    stops_after_sigterm_inside_a_wait(service, service.inbox.mutex, WAIT)
+    assert health(service.config)[0] == "stopped"
 
 
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path):

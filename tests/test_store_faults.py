@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -256,3 +257,22 @@ def test_a_store_that_cannot_be_made_clean_stops_the_watchdog_until_it_can(tmp_p
     assert service.store.broken is None
     scanner.write(CODES[2].encode() + b"\r\n")
     wait_for(lambda: scanned(config, CODES[2]) == [("ok", "A001")], "the check-in")
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_service(tmp_path):
+    # The kernel queues only a few datagrams (net.unix.max_dgram_qlen, often 10) per socket.
+    watchdog = Watchdog(tmp_path)
+    sent = threading.Event()
+
+    def ping_a_lot():
+        for _ in range(200):
+            watchdog.notify.watchdog()
+        watchdog.notify.stopping()
+        sent.set()
+
+    threading.Thread(target=ping_a_lot, daemon=True).start()
+    try:
+        assert sent.wait(WAIT), "a ping waited for a socket nobody reads"
+        assert "WATCHDOG=1" in watchdog.next()  # what fitted in the queue arrived
+    finally:
+        watchdog.close()
