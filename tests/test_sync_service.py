@@ -327,11 +327,14 @@ def test_deeply_nested_events_answer_is_retried_with_backoff(sync_config, centra
     try:
         ids = record_events(svc.store, 5)
         central.admin("POST", "/_admin/faults", {"body": "deep", "endpoints": ["events"]})
+        before = time.monotonic()
         with caplog.at_level(logging.INFO, logger="antrean.sync"):
             svc._tick()
             svc._tick()
         assert svc.upload_backoff.failures == 1          # the second tick waited
-        assert svc._next_upload - time.monotonic() >= 2.5
+        # Backed off at least half the 5 s base (jitter), counted from before the failing
+        # tick, so a slow machine between the tick and this line cannot fail the check.
+        assert svc._next_upload - before >= 2.5
         assert counts(svc.store) == {"pending": 5, "dead": 0}
         assert len([r for r in caplog.records
                     if "readable result list" in r.getMessage()]) == 1
