@@ -10,10 +10,16 @@ A report is *fresh* while it was written in this boot less than ``STALE_S`` ago,
 on ``CLOCK_BOOTTIME`` (immune to the wall clock jumping when NTP or the server corrects
 it); a hung display stops rewriting it and so becomes stale, a stopped one takes it away.
 
-Example::
+Example (a temporary folder standing in for ``/run/antrean``)::
 
-    >>> write_health("/run/antrean/display.json", {"fps": 29.9})  # doctest: +SKIP
-    >>> read_health("/run/antrean/display.json")["fresh"]           # doctest: +SKIP
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as run:
+    ...     path = os.path.join(run, "display.json")
+    ...     write_health(path, {"fps": 29.9})
+    ...     report = read_health(path)
+    >>> report["fps"], report["fresh"]
+    (29.9, True)
+    >>> read_health(path) is None           # the display stopped: its folder is gone
     True
 """
 

@@ -7,12 +7,18 @@ latest scan (the check-in panel), the schedule's freshness and the sync facts. N
 writes. Store errors are classified by SQLite's error name (:func:`store_problem`), never by
 their message text, which SQLite does not promise to keep.
 
-Example::
+Example (the example office at 09:05, Bapak Andi checked in for service A)::
 
-    >>> with store.read() as db:                                       # doctest: +SKIP
-    ...     est = wait_estimates(db, "2026-11-30", time.time(), config)
-    >>> est.for_ticket("A012").wait_s                                  # doctest: +SKIP
-    840.0
+    >>> from appliance.checkin import CheckinDesk
+    >>> CheckinDesk(store, config, clock).scan(b"K7Q2M9XA").ticket
+    'A001'
+    >>> with store.read() as db:
+    ...     est = wait_estimates(db, clock.office_day(), clock.time(), config)
+    >>> mine = est.for_ticket("A001")
+    >>> mine.ahead, mine.wait_s             # nobody ahead and Loket 1 is free
+    (0, 0.0)
+    >>> est.for_service("A").next_wait_s    # whoever joins service A now waits for A001
+    600.0
 """
 
 from __future__ import annotations

@@ -13,10 +13,23 @@ runs one step per idle tick until a step finds less than a batch, then once an h
 reuses the freed pages, so the file stops growing at its high-water mark rather than
 shrinking; ``storage_facts`` shows both for ``antrean status``.
 
-Example::
+Example (today's check-in is kept; 91 days later, with the default 90, it goes)::
 
-    >>> while prune_step(store, config, clock) >= BATCH:   # doctest: +SKIP
-    ...     pass
+    >>> from appliance.checkin import CheckinDesk
+    >>> from appliance.clock import Clock
+    >>> CheckinDesk(store, config, clock).scan(b"K7Q2M9XA").verdict
+    'ok'
+    >>> prune_step(store, config, clock)
+    0
+    >>> later = Clock(store, config, wall=lambda: clock.local() + 91 * 86400)
+    >>> removed = BATCH
+    >>> while removed >= BATCH:
+    ...     removed = prune_step(store, config, later)
+    >>> removed             # its scan, its check-in and the day's ticket numbering
+    3
+    >>> with store.read() as db:
+    ...     print(storage_facts(db, str(config.storage.path), config)["oldest_day"])
+    None
 """
 
 from __future__ import annotations

@@ -6,11 +6,21 @@ size and the framebuffer in use are written to ``display.health_file`` (see
 ``appliance.display_health``), never to the store. A file that cannot be written is logged
 once and retried at the next report; the screen carries on regardless.
 
-Example::
+Example (a temporary folder standing in for ``/run/antrean``, a hand-driven clock)::
 
-    >>> health = HealthPublisher("/run/antrean/display.json", "kmsdrm",
-    ...                          (1920, 1080))              # doctest: +SKIP
-    >>> health.frame()                                      # doctest: +SKIP
+    >>> import os, tempfile
+    >>> from appliance.display_health import read_health
+    >>> run = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(run.name, "display.json")
+    >>> ticks = iter([0.0, 0.5, 1.0])       # seconds on the monotonic clock
+    >>> health = HealthPublisher(path, "kmsdrm", (1920, 1080), monotonic=lambda: next(ticks))
+    >>> health.frame(); health.frame()      # the second frame is at 1.0 s: report due
+    >>> report = read_health(path)
+    >>> report["fps"], report["size"], report["fresh"]
+    (2.0, '1920x1080', True)
+    >>> health.close(); os.path.exists(path)
+    False
+    >>> run.cleanup()
 """
 
 from __future__ import annotations

@@ -10,12 +10,25 @@ down. The blocked read returns at once and the client reports a timeout.
 The same handle lets another thread unblock a long-lived read (the push stream, on stop)
 without waiting for the read's lock.
 
-Example::
+Example, against the reference server told to wait 30 s before answering: the 8 s read
+timeout alone would hold the request for all 30 s, the half-second deadline cuts it off::
 
-    >>> session = requests.Session()                    # doctest: +SKIP
-    >>> mount_deadlines(session)                        # doctest: +SKIP
-    >>> with Deadline(12.0) as d:                       # doctest: +SKIP
-    ...     session.get(url, timeout=(5, 8))
+    >>> import time
+    >>> from devtools.devserver import DevServer
+    >>> session = requests.Session()
+    >>> mount_deadlines(session)
+    >>> with DevServer(token="dev-token") as server:
+    ...     _ = server.admin("POST", "/_admin/faults", {"slow": 30})
+    ...     started = time.monotonic()
+    ...     try:
+    ...         with Deadline(0.5) as d:
+    ...             session.get(f"{server.url}/offices/TRK/schedule", timeout=(5, 8))
+    ...     except requests.ConnectionError:
+    ...         print("cut off after less than 8 s:", time.monotonic() - started < 8)
+    cut off after less than 8 s: True
+    >>> d.expired
+    True
+    >>> session.close()
 """
 
 from __future__ import annotations
