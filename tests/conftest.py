@@ -95,8 +95,9 @@ def store(config):
         yield s
 
 
-def stops_after_sigterm_inside_a_wait(service, lock, timeout: float = 30.0) -> None:
-    """Run ``service``'s SIGTERM handler while holding ``lock``, then its loop; both must end.
+def handler_returns_holding(lock, request_stop, timeout: float = 30.0) -> bool:
+    """Run the SIGTERM handler ``request_stop`` while ``lock`` is held by the same thread;
+    True if it returned.
 
     A Python signal handler runs in the main thread between two bytecodes: also inside a
     wait (``Event.wait``, ``Queue.get``) while that holds its own non-reentrant lock, the
@@ -105,11 +106,17 @@ def stops_after_sigterm_inside_a_wait(service, lock, timeout: float = 30.0) -> N
 
     def signal_arrives_inside_the_wait():
         with lock:
-            service.request_stop(signal.SIGTERM, None)
+            request_stop(signal.SIGTERM, None)
         handled.set()
 
     threading.Thread(target=signal_arrives_inside_the_wait, daemon=True).start()
-    assert handled.wait(timeout), "the SIGTERM handler waited forever for the wait's lock"
+    return handled.wait(timeout)
+
+
+def stops_after_sigterm_inside_a_wait(service, lock, timeout: float = 30.0) -> None:
+    """Run ``service``'s SIGTERM handler while holding ``lock``, then its loop; both must end."""
+    assert handler_returns_holding(lock, service.request_stop, timeout), \
+        "the SIGTERM handler waited forever for the wait's lock"
     runner = threading.Thread(target=service.run, daemon=True)
     runner.start()
     runner.join(timeout)
