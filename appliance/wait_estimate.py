@@ -606,9 +606,12 @@ def _project(items: list[_Item], free: dict[int, float], specs: Mapping[int, Cou
         present.setdefault(item.service, [])
     served = {cid: [s for s in coming if specs[cid].serves(s)] for cid in free}
     call_at = [float("inf")] * slots
+    # Stop once everyone with a slot that some counter serves has been called.
+    reachable = {s for cid in free for s in served[cid]}
+    left = sum(1 for item in items if item.slot >= 0 and item.service in reachable)
     heap = [(t, cid) for cid, t in free.items()]
     heapq.heapify(heap)
-    while heap:
+    while heap and left:
         t, cid = heapq.heappop(heap)
         back = usual.away_until(cid, midnight, t)
         if back > t:
@@ -631,6 +634,7 @@ def _project(items: list[_Item], free: dict[int, float], specs: Mapping[int, Cou
         heapq.heappop(present[best.service])
         if best.slot >= 0:
             call_at[best.slot] = t
+            left -= 1
         heapq.heappush(heap, (t + best.weight * paces.seconds(cid, best.service), cid))
     return call_at
 
