@@ -297,3 +297,5 @@ def test_sync_may_read_whether_ntp_synchronised_the_clock():
     s = unit("antrean-sync.service")["Service"]
     assert "ProtectClock" not in s
     assert s["CapabilityBoundingSet"] == [""] and "AmbientCapabilities" in s
+    # @system-service lacks @clock and ~@privileged removes it: allowed again, last.
+    assert set(s["SystemCallFilter"][-1].split()) == {"adjtimex", "clock_adjtime"}
