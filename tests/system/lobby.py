@@ -191,6 +191,7 @@ class Lobby:
         self.work = work
         self.schedule: dict | None = None
         self._next_booking = 0
+        self.checked_in: str | None = None
         self.shots = 0
 
     def next_booking(self) -> dict:
@@ -200,8 +201,9 @@ class Lobby:
         return appt
 
     def screenshot(self, name: str) -> Path:
+        """The monitor now, as screen-NAME.png (the last one of a name is kept as evidence)."""
         self.shots += 1
-        return self.vm.screendump(self.work / f"screen-{self.shots:02d}-{name}.png")
+        return self.vm.screendump(self.work / f"screen-{name}.png")
 
     def boot(self, rtc: str | None = None) -> float:
         """Power on and wait until antrean.target is active; returns seconds to the agent."""
@@ -281,13 +283,18 @@ REPORT_ROWS = [
     ("ready_after_kernel_s.antrean-display", "kernel start to display READY=1", "s"),
     ("ready_after_kernel_s.antrean-scanner", "kernel start to scanner READY=1", "s"),
     ("ready_after_kernel_s.antrean-sync", "kernel start to sync READY=1", "s"),
-    ("display_pss_mb", "display on kmsdrm (virtio-gpu): proportional memory (PSS)", "MB"),
-    ("display_rss_mb", "display on kmsdrm (virtio-gpu): resident memory (RSS)", "MB"),
-    ("display_cpu_percent", "display on kmsdrm, idle call screen: share of one vCPU over "
-     "60 s", "%"),
+    ("display_pss_mb", "display on kmsdrm (virtio-gpu, SDL's default framebuffer: desktop GL "
+     "over EGL, Mesa llvmpipe): proportional memory (PSS)", "MB"),
+    ("display_rss_mb", "display on kmsdrm, same: resident memory (RSS)", "MB"),
+    ("display_cpu_percent", "display on kmsdrm, same, idle call screen at 30 fps: share of "
+     "one vCPU over 60 s", "%"),
     ("scanner_pss_mb", "scanner after start: PSS", "MB"),
     ("sync_pss_mb", "sync after start: PSS", "MB"),
-    ("install_sh_s", "systemd/install.sh, first run inside the guest", "s"),
+    ("install_sh_s", "systemd/install.sh, fresh install inside the guest", "s"),
+    ("upgrade_install_sh_s", "systemd/install.sh, upgrading the cached install to this "
+     "source", "s"),
+    ("rtc_less_boot_guest_clock", "guest clock after a boot with the RTC at 1970 and no saved "
+     "clock (systemd's epoch)", "UTC"),
     ("power_cuts", "power cuts (SIGKILL of QEMU) in bursts of scans", "count"),
     ("power_cut_checkins_beeped", "check-ins acknowledged before a cut", "count"),
     ("power_cut_checkins_lost", "acknowledged check-ins lost", "count"),
