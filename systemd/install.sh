@@ -151,9 +151,12 @@ source_fingerprint() {
         | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 
-# apt_has PACKAGE: true when this system's archive offers PACKAGE.
+# apt_has PACKAGE: true when this system's archive offers PACKAGE. (Not `| grep -q`: under
+# pipefail grep's early exit kills apt-cache with SIGPIPE and the answer was always "no".)
 apt_has() {
-    apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ $policy =~ Candidate:\ [^\(] ]]
 }
 
 install_packages() {

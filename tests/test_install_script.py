@@ -224,3 +224,14 @@ def test_the_display_gets_an_sdl_that_draws_on_kms():
     pygame = next(d for d in deps if re.match(r"pygame\b", d))
     minimum = tuple(int(x) for x in re.search(r">=\s*([\d.]+)", pygame)[1].split("."))
     assert minimum <= (2, 1, 2), pygame
+
+
+def test_an_optional_package_the_archive_offers_is_found():
+    """Found by the booted VM: `apt-cache policy | grep -q` under `set -o pipefail` failed
+    whenever grep exited before apt-cache finished writing (SIGPIPE), so python3-evdev and
+    friends were skipped as "not in this system's archive" and a second run installed them."""
+    check = ('set -euo pipefail; eval "$(sed -n \'/^apt_has()/,/^}/p\' "$1")"; '
+             'apt_has bash && echo offered; apt_has no-such-package-antrean || echo absent')
+    out = subprocess.run(["bash", "-c", check, "bash", str(SCRIPT)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["offered", "absent"], out.stdout + out.stderr
