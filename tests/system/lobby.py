@@ -322,6 +322,10 @@ def write_report() -> None:
         f"{datetime.now().strftime('%Y-%m-%d %H:%M')} UTC. Written by the system test.",
         "",
         *rows,
+        *([] if "power_on_to_call_screen_s" in data else [
+            "", "Power-on to the call screen is not measured while the picture on kmsdrm is "
+            "black (docs/install.md, \"Known problem\"); the display's READY=1 above is "
+            "when it starts drawing."]),
         REPORT_END,
     ]
     text = REPORT.read_text() if REPORT.exists() else ""
