@@ -116,7 +116,8 @@ def open_display(size: tuple[int, int] | None, *, on_pi: bool,
         raise DisplayError(f"no video output ({driver or 'default'} driver): {e}; on a Pi "
                            "check the HDMI cable and that the service user is in the video "
                            "and render groups") from None
-    got = pygame.display.get_driver()
+    # SDL 2.26 (Debian's and Raspberry Pi OS's pygame) names it "KMSDRM", newer SDLs "kmsdrm".
+    got = pygame.display.get_driver().lower()
     if on_pi and got != "kmsdrm":
         pygame.display.quit()
         raise DisplayError(f"this Raspberry Pi got the {got!r} video driver, not kmsdrm: the "

@@ -72,9 +72,15 @@ RULES=(99-antrean-scanner.rules 99-antrean-display.rules)
 SYSUSERS_CONF=/etc/sysusers.d/antrean.conf
 TMPFILES_CONF=/etc/tmpfiles.d/antrean.conf
 CONFIG=/etc/antrean/antrean.toml
-APT_PACKAGES=(python3 python3-venv libsdl2-2.0-0 libsdl2-ttf-2.0-0 libsdl2-image-2.0-0
-    libsdl2-mixer-2.0-0 libzbar0 espeak-ng alsa-utils fonts-dejavu-core fonts-noto-core
-    fonts-droid-fallback)
+# python3-pygame: the distribution's pygame, built on the system's SDL, which has the kmsdrm
+# video driver; the pygame wheels on PyPI bundle an SDL without it (a dark screen on a Pi).
+# The venv sees it through --system-site-packages, so pip keeps it instead of a wheel.
+# SDL's kmsdrm draws through GBM and EGL: without Mesa's DRI drivers (libgl1-mesa-dri, only
+# a Recommends of the SDL packages) it fails with "EGL not initialized" and the screen stays
+# dark; libgles2 is the GL ES library its renderer loads.
+APT_PACKAGES=(python3 python3-venv python3-pygame libsdl2-2.0-0 libsdl2-ttf-2.0-0
+    libsdl2-image-2.0-0 libsdl2-mixer-2.0-0 libgl1-mesa-dri libegl1 libgles2 libzbar0
+    espeak-ng alsa-utils fonts-dejavu-core fonts-noto-core fonts-droid-fallback)
 # Camera, GPIO and keyboard-scanner support, and numpy's BLAS for 32-bit wheels: skipped
 # with a note where the archive lacks them (python3-picamera2 is Raspberry Pi OS only).
 APT_OPTIONAL=(python3-picamera2 python3-lgpio python3-evdev libopenblas0)
@@ -146,9 +152,12 @@ source_fingerprint() {
         | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
 
-# apt_has PACKAGE: true when this system's archive offers PACKAGE.
+# apt_has PACKAGE: true when this system's archive offers PACKAGE. (Not `| grep -q`: under
+# pipefail grep's early exit kills apt-cache with SIGPIPE and the answer was always "no".)
 apt_has() {
-    apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ $policy =~ Candidate:\ [^\(] ]]
 }
 
 install_packages() {

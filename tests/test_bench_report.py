@@ -40,3 +40,15 @@ def test_a_benchmark_new_to_the_report_is_added_in_order():
     headings = [line[3:].split()[0] for line in new.splitlines() if line.startswith("## ")
                 and line[3:].split()[0] in BENCHES]
     assert headings == ["checkin.py", "display.py", "services.py"]
+
+
+def test_the_booted_vm_section_is_set_aside_and_kept_whole():
+    from bench.run_all import set_aside_system_test
+
+    block = ("<!-- system-test: begin -->\n## Booted VM\n\n| metric | value | unit |\n"
+             "<!-- system-test: end -->")
+    report = "# Benchmark report\n\n## Results\n\n## checkin.py\n\n```\nx\n```\n\n" + block + "\n"
+    rest, kept = set_aside_system_test(report)
+    assert kept == block
+    assert "Booted VM" not in rest and rest.endswith("```\n")
+    assert set_aside_system_test(rest) == (rest, "")

@@ -206,3 +206,32 @@ def test_the_services_named_in_the_units_are_the_cli_commands():
     for name in SERVICES:
         command = name.removeprefix("antrean-").removesuffix(".service")
         assert f"    {command} " in result.stdout, command
+
+
+def test_the_display_gets_an_sdl_that_draws_on_kms():
+    """Found by the booted VM (tests/system): the pygame wheels on PyPI bundle an SDL without
+    kmsdrm, and SDL's kmsdrm needs Mesa's DRI drivers and EGL, which apt's
+    --no-install-recommends leaves out ("EGL not initialized", a dark screen)."""
+    import re
+    import tomllib
+
+    text = SCRIPT.read_text()
+    packages = re.search(r"^APT_PACKAGES=\((.*?)\)", text, re.S | re.M)[1].split()
+    assert {"python3-pygame", "libgl1-mesa-dri", "libegl1", "libgles2"} <= set(packages)
+    assert "venv --clear --system-site-packages" in text
+    # pip must keep Debian's pygame (2.1.2 in bookworm) instead of fetching a wheel.
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pygame = next(d for d in deps if re.match(r"pygame\b", d))
+    minimum = tuple(int(x) for x in re.search(r">=\s*([\d.]+)", pygame)[1].split("."))
+    assert minimum <= (2, 1, 2), pygame
+
+
+def test_an_optional_package_the_archive_offers_is_found():
+    """Found by the booted VM: `apt-cache policy | grep -q` under `set -o pipefail` failed
+    whenever grep exited before apt-cache finished writing (SIGPIPE), so python3-evdev and
+    friends were skipped as "not in this system's archive" and a second run installed them."""
+    check = ('set -euo pipefail; eval "$(sed -n \'/^apt_has()/,/^}/p\' "$1")"; '
+             'apt_has bash && echo offered; apt_has no-such-package-antrean || echo absent')
+    out = subprocess.run(["bash", "-c", check, "bash", str(SCRIPT)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["offered", "absent"], out.stdout + out.stderr
