@@ -20,9 +20,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from image import CACHE, REPO
-from sync.demo_schedule import generate_schedule
-from sync.devserver import DevServer
 from vm import Machine, MachineError, kvm_usable
+
+from devtools.demo_schedule import generate_schedule
+from devtools.devserver import DevServer
 
 OFFICE = "TRK"
 OFFICE_NAME = "Kantor Imigrasi Kelas II TPI Tarakan"
