@@ -94,7 +94,7 @@ class Connection:
     # the DLE EOT exchange shared by serial and network --------------------------------
 
     def _send_query(self, query: bytes) -> None:
-        raise NotImplementedError
+        self.write(query)
 
     def _read_byte(self, deadline: float) -> int | None:
         """One byte from the printer before ``deadline``, or None on timeout."""
@@ -222,7 +222,14 @@ class FileConnection(Connection):
         return self._fd
 
 
-class SerialConnection(Connection):
+class RealtimeConnection(Connection):
+    """A connection the printer answers on: its status is asked with DLE EOT."""
+
+    def ask_status(self) -> PrinterStatus:
+        return self._realtime_status()
+
+
+class SerialConnection(RealtimeConnection):
     """A printer on a serial line (RS-232 through a USB adapter, or the Pi's UART)."""
 
     kind = "serial"
@@ -266,12 +273,6 @@ class SerialConnection(Connection):
         except (serial.SerialException, OSError, TypeError) as e:
             raise PrinterUnavailable(f"{self.describe()} went away while printing "
                                      f"({_short(e)})") from None
-
-    def ask_status(self) -> PrinterStatus:
-        return self._realtime_status()
-
-    def _send_query(self, query: bytes) -> None:
-        self.write(query)
 
     def _drop_input(self) -> None:
         import serial
@@ -317,7 +318,7 @@ class SerialConnection(Connection):
         return self._ser
 
 
-class NetworkConnection(Connection):
+class NetworkConnection(RealtimeConnection):
     """A printer on the network taking raw ESC/POS on a TCP port (9100, "JetDirect")."""
 
     kind = "network"
@@ -364,12 +365,6 @@ class NetworkConnection(Connection):
         except OSError as e:
             raise PrinterUnavailable(f"{self.describe()} went away while printing "
                                      f"({e.strerror or e})") from None
-
-    def ask_status(self) -> PrinterStatus:
-        return self._realtime_status()
-
-    def _send_query(self, query: bytes) -> None:
-        self.write(query)
 
     def _drop_input(self) -> None:
         sock = self._require()
