@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -100,6 +101,43 @@ def system_clock_synced(flag_path: str = TIMESYNC_FLAG) -> bool:
     return bool(_timedated_synced())
 
 
+class NtpState:
+    """:func:`system_clock_synced`, asked at most once every ``every_s`` seconds.
+
+    Asking may start ``timedatectl`` (up to 2 s), and the sync service wants the answer for
+    every clock record and every TLS connection: one instance is shared by all of them.
+    """
+
+    def __init__(self, probe: Callable[[], bool] = system_clock_synced, every_s: float = 60.0):
+        self.probe = probe
+        self.every_s = every_s
+        self._seen: tuple[float, bool] | None = None
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        seen = self._seen
+        if seen is None or now - seen[0] > self.every_s:
+            seen = self._seen = (now, bool(self.probe()))
+        return seen[1]
+
+
+def anchored_server_time(record, this_boot: str, boot_seconds: float) -> float | None:
+    """The server's now from a kv ``clock`` record, or None unless it was made this boot.
+
+    Example::
+
+        >>> anchored_server_time({"server_minus_boottime": 1.8e9, "boot_id": "b1"}, "b1", 60.0)
+        1800000060.0
+        >>> anchored_server_time({"server_minus_boottime": 1.8e9, "boot_id": "b0"}, "b1", 60.0)
+    """
+    if not isinstance(record, dict) or record.get("boot_id") != this_boot:
+        return None
+    try:
+        return float(record["server_minus_boottime"]) + boot_seconds
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def record_server_date(store, server_epoch: float, local_epoch: float, synced: bool,
                        db=None, *, boot_seconds: float | None = None) -> float:
     """Anchor the server's time to this boot's clock; returns server minus local seconds.
@@ -140,10 +178,7 @@ class Clock:
             return
         self._read_at = now
         value = self._store.get_kv("clock") if self._store is not None else None
-        if value and value.get("boot_id") == boot_id() and "server_minus_boottime" in value:
-            self._anchor = float(value["server_minus_boottime"])
-        else:
-            self._anchor = None
+        self._anchor = anchored_server_time(value, boot_id(), 0.0)
 
     def server_time(self) -> float | None:
         """The server's idea of now (from the last ``Date`` this boot), or None."""

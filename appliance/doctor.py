@@ -200,7 +200,13 @@ def _server_check(config) -> Check:
         return Check("server", "warn", "server.url is empty: no sync",
                      "set server.url to the central server's API base URL")
     from appliance.clock import Clock
-    from sync.client import BodyTooLarge, CentralClient, ServerUnreachable, TokenUnavailable
+    from sync.client import (
+        BodyTooLarge,
+        CentralClient,
+        ServerUnreachable,
+        TlsRefused,
+        TokenUnavailable,
+    )
 
     day = Clock(None, config).office_day()
     client = CentralClient(config)
@@ -208,6 +214,11 @@ def _server_check(config) -> Check:
         ans = client.get_schedule(config.office.id, day, etag=None)
     except TokenUnavailable as e:
         return Check("server", "fail", str(e), "fix the token check first")
+    except TlsRefused as e:
+        return Check("server", "fail", f"cannot reach {config.server.url}: {e}",
+                     "fix what the message names (server.ca_file, the host name in "
+                     "server.url, the server's certificate or this device's NTP); "
+                     "docs/install.md, section 6")
     except ServerUnreachable as e:
         return Check("server", "fail", f"cannot reach {config.server.url}: {e}",
                      "check the network cable, DNS, the firewall and server.url; the sync "

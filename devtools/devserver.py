@@ -16,6 +16,11 @@ they always need ``Authorization: Bearer <admin token>``: the token from
 every start. Listening on anything but loopback is refused unless ``--admin-token-file``
 is given.
 
+Over TLS, as an office's central server is reached (``https``), with a certificate and
+key in PEM (``devtools/throwaway_ca.py`` makes a test CA and one for loopback)::
+
+    antrean devserver --tls-cert server.pem --tls-key server-key.pem
+
 Or in-process for a test, told to answer 503 with ``Retry-After``::
 
     >>> import requests
@@ -46,6 +51,7 @@ import re
 import secrets
 import socket
 import sqlite3
+import ssl
 import sys
 import tempfile
 import threading
@@ -54,13 +60,17 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
+import requests.adapters
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from appliance.barcode import sign_barcode
 from appliance.config import DEVICE_ID_RE, KEY_ID_RE, OFFICE_ID_RE, READER_NAME_RE
 from appliance.errors import KeyFileError
 from appliance.keys import generate_key, load_key_file, load_or_create_key
 from devtools.demo_schedule import FORMAT, generate_schedule, next_day, office_today
+from sync.tls import NO_CHECK_TIME
 
 MAX_EVENTS_PER_BATCH = 100
 ADMIN_TOKEN_FILE = "admin-token"        # in the state folder, when no token file is given
@@ -747,11 +757,67 @@ def _load_or_make_key(key_path: str | None, state_dir: str, keyid: str):
     return load_or_create_key(os.path.join(state_dir, "devserver.key"), keyid)
 
 
+def _read_pem(option: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 20)
+    except OSError as e:
+        raise DevServerError(f"{option} {path}: cannot read it ({e.strerror or e})") from None
+
+
+def server_tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """The TLS context serving ``cert_path`` (PEM, the server certificate first, then any
+    intermediates) with ``key_path`` (PEM, unencrypted); ``DevServerError`` names the file
+    and what is wrong with it (unreadable, not PEM, or a key that is not the certificate's).
+    """
+    cert_pem, key_pem = _read_pem("--tls-cert", cert_path), _read_pem("--tls-key", key_path)
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_pem)[0]
+    except ValueError:
+        raise DevServerError(f"--tls-cert {cert_path}: not a PEM certificate (expected "
+                             "-----BEGIN CERTIFICATE-----)") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):   # TypeError: it is encrypted
+        raise DevServerError(f"--tls-key {key_path}: not an unencrypted PEM private key") \
+            from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if (key.public_key().public_bytes(serialization.Encoding.DER, public)
+            != leaf.public_key().public_bytes(serialization.Encoding.DER, public)):
+        raise DevServerError(f"--tls-key {key_path} is not the key of --tls-cert {cert_path}; "
+                             "give the key the certificate was made for")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, OSError) as e:
+        raise DevServerError(f"--tls-cert {cert_path} / --tls-key {key_path}: OpenSSL refuses "
+                             f"them ({getattr(e, 'reason', None) or e})") from None
+    return context
+
+
+class _OwnServerAdapter(requests.adapters.HTTPAdapter):
+    """Verifies the server's chain (to ``tls_ca``) and name, not its dates: a test may serve
+    a certificate outside its validity on purpose, and ``admin()`` must still reach the
+    server it started."""
+
+    def __init__(self, ca_file: str | None):
+        self.context = ssl.create_default_context(cafile=ca_file)
+        self.context.verify_flags |= NO_CHECK_TIME
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, ssl_context=self.context, **kwargs)
+
+
 class DevServer:
     """The reference server on its own thread and event loop, for tests and the demo.
 
     ``port=0`` picks a free port; ``url`` is the base URL once started. ``admin()`` talks to
     the admin endpoints over real HTTP, like any other client would.
+
+    With ``tls_cert`` and ``tls_key`` (PEM files) it serves https and ``url`` says so;
+    ``admin()`` then verifies the server against ``tls_ca`` (the CA file an appliance would
+    be given as ``server.ca_file``; default: the usual public CAs).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, key_path: str | None = None,
@@ -759,7 +825,8 @@ class DevServer:
                  timezone_name: str = "Asia/Makassar", state_dir: str | None = None,
                  token: str = "dev-token", appointments: int = 120, keepalive_s: float = 15.0,
                  keyid: str = "dev", faults: dict | None = None,
-                 admin_token: str | None = None):
+                 admin_token: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None, tls_ca: str | None = None):
         if admin_token is None and not is_loopback(host):
             raise DevServerError(f"--host {host!r} is not a loopback address: anyone on that "
                                  "network could use the admin endpoints; give "
@@ -769,6 +836,11 @@ class DevServer:
                                  "without spaces")
         if admin_token is not None and hmac.compare_digest(admin_token.encode(), token.encode()):
             raise DevServerError("the admin token must differ from the device token (--token)")
+        if (tls_cert is None) != (tls_key is None):
+            raise DevServerError("--tls-cert and --tls-key go together: give both (or neither "
+                                 "for plain http)")
+        self.tls = server_tls_context(tls_cert, tls_key) if tls_cert else None
+        self.tls_ca = tls_ca
         self.host, self.port = host, port
         self._tmp = None
         if state_dir is None:
@@ -798,7 +870,7 @@ class DevServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def _start_async(self) -> None:
         self.state = CentralState(**self._options)
@@ -806,7 +878,8 @@ class DevServer:
         self._runner = web.AppRunner(build_app(self.state), access_log=None,
                                      handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self.tls)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -852,11 +925,16 @@ class DevServer:
         self.stop()
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
-        import requests  # only the tooling side needs it
-        r = requests.request(method, self.url + path, json=body, timeout=10,
-                             headers={"Authorization": f"Bearer {self.admin_token}"})
+        with requests.Session() as session:
+            session.trust_env = False
+            if self.tls:
+                session.verify = self.tls_ca or True
+                session.mount("https://", _OwnServerAdapter(self.tls_ca))
+            r = session.request(method, self.url + path, json=body, timeout=10,
+                                headers={"Authorization": f"Bearer {self.admin_token}"})
         r.raise_for_status()
         return r.json()
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -881,6 +959,11 @@ def _parser() -> argparse.ArgumentParser:
                    "comment lines")
     p.add_argument("--faults", default="{}", help='faults at start as JSON, e.g. '
                    '\'{"status": 429, "retry_after": 5}\'')
+    p.add_argument("--tls-cert", metavar="FILE", help="serve https with this certificate "
+                   "(PEM, intermediates after it); needs --tls-key. A test CA and certificate: "
+                   "python -m devtools.throwaway_ca DIR --name 127.0.0.1")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM, "
+                   "unencrypted)")
     return p
 
 
@@ -922,7 +1005,8 @@ def main(argv: list[str]) -> int:
                            timezone_name=args.timezone, state_dir=args.state,
                            token=args.token, appointments=args.appointments,
                            keepalive_s=args.keepalive, keyid=args.keyid, faults=faults,
-                           admin_token=admin_token)
+                           admin_token=admin_token, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key)
         server.start()
     except (DevServerError, KeyFileError, OSError) as e:
         print(f"antrean devserver: {e}", file=sys.stderr)

@@ -1,10 +1,11 @@
 """The HTTP client for the central server: one pooled session, hard limits, no surprises.
 
 Every request has explicit (connect, read) timeouts and an overall deadline (a server that
-drips a byte a second is cut off: ``sync.deadline``), verifies TLS, carries the bearer token
-read fresh from ``server.token_file`` (so a technician can replace the file without a
-restart; the token never reaches a log line) and reads its body under a byte cap, so a
-server that streams a gigabyte costs 32 MiB of memory at most and then the connection.
+drips a byte a second is cut off: ``sync.deadline``), verifies TLS (the chain and host name
+always, the certificate dates only by a clock NTP has set: ``sync.tls``), carries the
+bearer token read fresh from ``server.token_file`` (so a technician can replace the file
+without a restart; the token never reaches a log line) and reads its body under a byte cap,
+so a server that streams a gigabyte costs 32 MiB of memory at most and then the connection.
 
 It needs a server to talk to; tests/test_sync_service.py drives it against the reference
 server (devtools/devserver.py) on loopback.
@@ -16,14 +17,17 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from appliance import __version__
+from appliance.clock import NtpState
 from appliance.errors import AntreanError
 from sync.deadline import Deadline, mount_deadlines
 from sync.server_time import parse_http_date
+from sync.tls import CertificateAdapter, CertificatePolicy, CertificateTrustError, explain_tls_error
 
 MAX_SCHEDULE_BYTES = 32 * 1024 * 1024   # the contract's limit (appliance.schedule agrees)
 MAX_SMALL_BYTES = 1024 * 1024           # answers to events and heartbeats are tiny
@@ -36,6 +40,10 @@ WRONG_ENDPOINT_STATUSES = frozenset({404, 405, 410, 413})
 
 class ServerUnreachable(AntreanError, ConnectionError):
     """No usable answer: refused, reset, timed out, or cut off mid-body. Retry later."""
+
+
+class TlsRefused(ServerUnreachable):
+    """The TLS handshake failed; the message says which check (``sync.tls``)."""
 
 
 class BodyTooLarge(AntreanError, ValueError):
@@ -138,9 +146,14 @@ def request_deadline(config, watchdog_s: float | None) -> tuple[float, str | Non
 
 
 class CentralClient:
-    """Requests to the central server for one device (``config.server``)."""
+    """Requests to the central server for one device (``config.server``).
 
-    def __init__(self, config, *, deadline_s: float | None = None):
+    ``tls`` decides how the server's certificate is verified; the sync service shares one
+    between its clients (the push stream's too), so they decide alike and log once.
+    """
+
+    def __init__(self, config, *, deadline_s: float | None = None,
+                 tls: CertificatePolicy | None = None):
         s = config.server
         if not s.url:
             raise AntreanError(f"{config.path}: server.url is empty; set it to the central "
@@ -151,11 +164,14 @@ class CentralClient:
         self.timeout = (s.connect_timeout_s, s.read_timeout_s)
         # No request, from connect to its last byte, lasts longer (see request_deadline).
         self.deadline_s = deadline_s or sum(self.timeout)
+        self.ca_file = s.ca_file
+        self.tls = tls or CertificatePolicy(NtpState())
         self.session = requests.Session()
         self.session.verify = s.ca_file or True
         self.session.trust_env = False    # no proxy or netrc surprises on an appliance
         self.session.headers["User-Agent"] = f"antrean/{__version__} ({self.device_id})"
         mount_deadlines(self.session)
+        self.session.mount("https://", CertificateAdapter(self.tls))
 
     def close(self) -> None:
         self.session.close()
@@ -209,12 +225,9 @@ class CentralClient:
         except requests.Timeout:
             raise ServerUnreachable(f"{method} {path}: no answer within "
                                     f"{self.timeout[0]:g}/{self.timeout[1]:g} s") from None
-        except requests.exceptions.SSLError:
-            raise ServerUnreachable(f"{method} {path}: TLS verification failed; check "
-                                    "server.ca_file and the clock") from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as e:
-            raise ServerUnreachable(f"{method} {path}: {_reason(e)}") from None
+                requests.exceptions.ContentDecodingError, CertificateTrustError) as e:
+            raise self._unreachable(method, path, e) from None
         try:
             body = _read_capped(resp, cap, f"{method} {path}")
             return Answer(resp.status_code, resp.headers, body,
@@ -259,9 +272,9 @@ class CentralClient:
                 resp = self.session.get(self.base + path, headers=self._headers(headers),
                                         timeout=(self.timeout[0], silence_s), stream=True,
                                         allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.Timeout, CertificateTrustError) as e:
                 if not guard.expired:
-                    raise ServerUnreachable(f"GET {path}: {_reason(e)}") from None
+                    raise self._unreachable("GET", path, e) from None
                 resp = None
             if guard.expired:
                 if resp is not None:
@@ -269,6 +282,16 @@ class CentralClient:
                 raise ServerUnreachable(f"GET {path}: no stream headers within "
                                         f"{self.deadline_s:g} s; cut off") from None
         return resp, guard
+
+    def _unreachable(self, method: str, path: str, e: Exception) -> ServerUnreachable:
+        """The error to raise for a failed exchange; a TLS failure says which check failed."""
+        if isinstance(e, CertificateTrustError):
+            return TlsRefused(f"{method} {path}: TLS: {e}")
+        if isinstance(e, requests.exceptions.SSLError):
+            return TlsRefused(f"{method} {path}: " + explain_tls_error(
+                e, host=urlsplit(self.base).hostname or self.base, ca_file=self.ca_file,
+                dates_checked=self.tls.dates_checked))
+        return ServerUnreachable(f"{method} {path}: {_reason(e)}")
 
 
 def _reason(e: Exception) -> str:

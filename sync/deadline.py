@@ -127,7 +127,7 @@ class _TrackedHTTPConnection(_Tracked, HTTPConnection):
     pass
 
 
-class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
+class TrackedHTTPSConnection(_Tracked, HTTPSConnection):
     pass
 
 
@@ -136,10 +136,10 @@ class _Pool(urllib3.HTTPConnectionPool):
 
 
 class _TLSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _TrackedHTTPSConnection
+    ConnectionCls = TrackedHTTPSConnection
 
 
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
@@ -147,5 +147,5 @@ class _DeadlineAdapter(requests.adapters.HTTPAdapter):
 
 def mount_deadlines(session: requests.Session) -> None:
     """Make every connection of ``session`` answer to :class:`Deadline`."""
-    session.mount("http://", _DeadlineAdapter())
-    session.mount("https://", _DeadlineAdapter())
+    session.mount("http://", DeadlineAdapter())
+    session.mount("https://", DeadlineAdapter())

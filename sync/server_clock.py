@@ -9,11 +9,17 @@ visible fault (decisions then use the server's time).
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 from appliance import BUILD_DATE
-from appliance.clock import MAX_SKEW_S, boot_id, boottime, record_server_date, system_clock_synced
+from appliance.clock import (
+    MAX_SKEW_S,
+    NtpState,
+    anchored_server_time,
+    boot_id,
+    boottime,
+    record_server_date,
+)
 from sync.server_time import ServerTimeFilter
 
 CLOCK_RECORD_DRIFT_S = 2.0     # re-record the clock offset when it moves more than this
@@ -22,20 +28,24 @@ BUILD_EPOCH = datetime.fromisoformat(BUILD_DATE + "T00:00:00+00:00").timestamp()
 
 
 class ServerClock:
-    """Tracks the offset to the server's ``Date`` for one sync service."""
+    """Tracks the offset to the server's ``Date`` for one sync service.
 
-    def __init__(self, store, faults):
+    ``synced`` says whether NTP has set the system clock (shared with the TLS policy,
+    ``sync.tls``). :meth:`server_time` may be called from any thread: it only reads the
+    record this object holds, never the store.
+    """
+
+    def __init__(self, store, faults, synced: NtpState | None = None):
         self.store = store
         self.faults = faults
+        self.synced = synced or NtpState()
         self.time_filter = ServerTimeFilter(BUILD_EPOCH)
         self.recorded = self.store.get_kv("clock")
-        self._synced: tuple[float, bool] | None = None
+        self._boot_id = boot_id()
 
-    def _clock_synced(self) -> bool:
-        now = time.monotonic()
-        if self._synced is None or now - self._synced[0] > 60:
-            self._synced = (now, system_clock_synced())
-        return self._synced[1]
+    def server_time(self) -> float | None:
+        """The central server's now, from the last ``Date`` recorded this boot, or None."""
+        return anchored_server_time(self.recorded, self._boot_id, boottime())
 
     def note_date(self, ans) -> None:
         """Track the offset to the ``Date`` of an answer judged genuine (a 2xx or 304 of the
@@ -46,7 +56,7 @@ class ServerClock:
             return
         server_epoch, sent_at, received_at = ans.date, ans.sent_at, ans.received_at
         offset = server_epoch + 0.5 - (sent_at + received_at) / 2
-        synced = self._clock_synced()
+        synced = self.synced()
         prev = self.recorded
         if (prev is None or prev.get("boot_id") != boot_id()
                 or abs(prev.get("offset_s", 0) - offset) > CLOCK_RECORD_DRIFT_S

@@ -1,7 +1,8 @@
 """``antrean sync``: schedules in, events out, pushes and heartbeats, whatever the network does.
 
 The main thread owns the store: it pulls schedules, drains the outbox, sends heartbeats and
-acts on pushes. The push stream lives in its own thread with its own HTTP session and hands
+acts on pushes. The push stream lives in its own thread with its own HTTP session (a session
+is not shared between threads; the TLS policy and its contexts are, ``sync.tls``) and hands
 what it hears to the main thread through a queue, so no SQLite connection is shared between
 threads.
 
@@ -24,9 +25,10 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 
 from appliance.call_queue import CallQueue
-from appliance.clock import Clock
+from appliance.clock import Clock, NtpState, system_clock_synced
 from appliance.outbox import counts, pending_batch
 from appliance.reactor import Reactor
 from appliance.store import Store
@@ -40,6 +42,7 @@ from sync.push import PushHandler
 from sync.server_clock import ServerClock
 from sync.sse import SseEvent
 from sync.stream import STREAM_SILENCE_S, PushStream, resume_point
+from sync.tls import CertificatePolicy
 from sync.upload import Uploader
 
 __all__ = ["PushStream", "SyncService", "run"]
@@ -51,11 +54,16 @@ INTERNAL_RETRY_S = 5.0         # first wait after a round failed for a reason no
 
 
 class SyncService:
-    """The sync loop for one appliance. Knobs beyond the config exist for tests."""
+    """The sync loop for one appliance. Knobs beyond the config exist for tests.
+
+    ``clock_synced`` answers whether NTP has set the system clock (asked at most once a
+    minute); the clock records and the TLS policy (``sync.tls``) both follow it.
+    """
 
     def __init__(self, config, *, store: Store | None = None, use_stream: bool = True,
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 300.0,
-                 stream_silence_s: float = STREAM_SILENCE_S):
+                 stream_silence_s: float = STREAM_SILENCE_S,
+                 clock_synced: Callable[[], bool] = system_clock_synced):
         self.config = config
         self.store = store if store is not None else Store(config.storage.path)
         self.clock = Clock(self.store, config, refresh_s=0.0)
@@ -67,7 +75,11 @@ class SyncService:
         deadline, misfit = request_deadline(config, 2 * half if half else None)
         if misfit:   # degraded, visibly, instead of being killed by the watchdog in a loop
             self.faults.set("config", misfit, logging.ERROR)
-        self.client = CentralClient(config, deadline_s=deadline)
+        self.contact = Contact(config, self.store, self.faults)
+        self.server_clock = ServerClock(self.store, self.faults, NtpState(clock_synced))
+        # One TLS policy for the main client and the push stream's: they decide alike.
+        self.tls = CertificatePolicy(self.server_clock.synced, self.server_clock.server_time)
+        self.client = CentralClient(config, deadline_s=deadline, tls=self.tls)
         self.queue = CallQueue(self.store, config, self.clock)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.use_stream = use_stream
@@ -75,8 +87,6 @@ class SyncService:
         self._backoff_args = (backoff_base_s, backoff_cap_s)
         self.stream: PushStream | None = None
         self.poll_s = float(config.server.poll_seconds)
-        self.contact = Contact(config, self.store, self.faults)
-        self.server_clock = ServerClock(self.store, self.faults)
         parts = (config, self.store, self.clock, self.client, self.faults, self.contact,
                  self.server_clock)
         self.puller = SchedulePuller(*parts, backoff=Backoff(*self._backoff_args),
@@ -185,7 +195,7 @@ class SyncService:
             self.stream = PushStream(self.config, self.inbox, resume_point(self.store),
                                      self.stop_event,
                                      silence_s=self.stream_silence_s,
-                                     backoff=Backoff(*self._backoff_args))
+                                     backoff=Backoff(*self._backoff_args), tls=self.tls)
             self.stream.start()
         self.reactor.ready("sync running")
         log.info("sync service started for %s (device %s)", self.config.server.url,

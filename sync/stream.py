@@ -3,8 +3,9 @@
 It holds the connection open, reconnects with backoff whatever goes wrong, remembers the
 ``Last-Event-ID`` to resume from and hands every event (and every up/down change) to the
 main thread through a queue: it never touches the store, so no SQLite connection is shared
-between threads. The framing itself is ``sync.sse``; applying what it hears is
-``sync.push``.
+between threads. Its client verifies the server with the sync service's TLS policy
+(``sync.tls``), so both connections decide alike on a clock NTP has not set. The framing
+itself is ``sync.sse``; applying what it hears is ``sync.push``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import requests
 from sync.backoff import Backoff
 from sync.client import CentralClient, ServerUnreachable, TokenUnavailable, stream_chunks
 from sync.sse import SseParser, valid_event_id
+from sync.tls import CertificatePolicy
 
 log = logging.getLogger("antrean.sync")
 
@@ -33,7 +35,8 @@ class PushStream(threading.Thread):
     """
 
     def __init__(self, config, inbox: queue.SimpleQueue, last_id: str | None,
-                 stop: threading.Event, *, silence_s: float, backoff: Backoff):
+                 stop: threading.Event, *, silence_s: float, backoff: Backoff,
+                 tls: CertificatePolicy | None = None):
         super().__init__(name="sync-stream", daemon=True)
         self.config = config
         self.inbox = inbox
@@ -41,6 +44,7 @@ class PushStream(threading.Thread):
         self.stop_event = stop
         self.silence_s = silence_s
         self.backoff = backoff
+        self.tls = tls                         # the sync service's, so both decide alike
         self._guard = None                     # unblocks the open stream's read (interrupt)
         self._problem: str | None = None      # the unexpected error last logged
         self._bad_id_logged = False
@@ -51,7 +55,7 @@ class PushStream(threading.Thread):
             while not self.stop_event.is_set():
                 try:
                     if client is None:
-                        client = CentralClient(self.config)
+                        client = CentralClient(self.config, tls=self.tls)
                     delay = self._hold(client)
                 except BaseException as e:  # noqa: BLE001 - pushes must never end for good
                     delay = self._unexpected(e)
