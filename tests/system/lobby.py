@@ -2,7 +2,14 @@
 
 A technician's steps, done over the guest agent: copy the source tree in, run
 ``systemd/install.sh`` with a local wheelhouse and the image's local apt repository, write the
-config and the device token, add the one local udev rule this hardware needs, power off.
+config, the central server's CA and the device token, add the one local udev rule this
+hardware needs, power off.
+
+The guest reaches the reference server over https, as an office reaches the central server:
+a throwaway CA made in the work folder signs the server's certificate for the guestfwd
+address, and the guest trusts that CA through ``server.ca_file``. The certificate starts an
+hour before the run, so a guest booted without a clock (months behind) meets a certificate
+that is not yet valid by its own clock, as a Pi without an RTC battery and NTP does.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,12 +31,15 @@ from vm import Machine, MachineError, kvm_usable
 
 from devtools.demo_schedule import generate_schedule
 from devtools.devserver import DevServer
+from devtools.throwaway_ca import issue_server_certificate, make_ca
 
 OFFICE = "TRK"
 OFFICE_NAME = "Kantor Imigrasi Kelas II TPI Tarakan"
 TZ = "Asia/Makassar"
 TOKEN = "vm-device-token"
 DEVICE = "trk-lobby-1"
+GUEST_SERVER = "10.0.2.100"                 # QEMU's guestfwd to the reference server
+GUEST_CA = "/etc/antrean/central-ca.pem"
 WORK = Path(os.environ.get("ANTREAN_VM_WORK", REPO / ".system-test"))
 RESULTS = WORK / "results.json"
 BOOT_TIMEOUT = float(os.environ.get("ANTREAN_VM_BOOT_TIMEOUT", 600))
@@ -67,12 +77,21 @@ def qemu_runs() -> str | None:
 
 
 class Central:
-    """The reference server on the host's loopback; stops and restarts on the same port."""
+    """The reference server on the host's loopback over https; stops and restarts on the same
+    port with the same certificate (``ca_cert`` is the CA the guest trusts)."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
         self.port = _free_port()
         self.server: DevServer | None = None
+        tls = state_dir.parent / "tls"
+        start = datetime.now(UTC) - timedelta(hours=1)
+        ca = make_ca(str(tls), common_name="Antrean system test CA", not_before=start,
+                     not_after=start + timedelta(days=30))
+        self.cert = issue_server_certificate(ca, str(tls), [GUEST_SERVER, "127.0.0.1"],
+                                             not_before=start,
+                                             not_after=start + timedelta(days=30))
+        self.ca_cert = Path(ca.cert_path)
         self.start()
 
     def start(self) -> None:
@@ -80,7 +99,8 @@ class Central:
         self.server = DevServer(port=self.port, state_dir=str(self.state_dir),
                                 key_path=str(key) if key.exists() else None, office=OFFICE,
                                 office_name=OFFICE_NAME, timezone_name=TZ, token=TOKEN,
-                                keepalive_s=5.0).start()
+                                keepalive_s=5.0, tls_cert=self.cert.cert,
+                                tls_key=self.cert.key, tls_ca=str(self.ca_cert)).start()
 
     def stop(self) -> None:
         if self.server is not None:
@@ -114,11 +134,12 @@ def guest_config(public_key: str, keyid: str) -> str:
     text = text.replace('keys = { k2026a = "REPLACE-WITH-BASE64-OF-THE-RAW-32-BYTE-PUBLIC-KEY=" }',
                         f'keys = {{ {keyid} = "{public_key}" }}')
     text = text.replace('url = "https://antrean.example.go.id/api/v1"',
-                        'url = "http://10.0.2.100:8080"')
+                        f'url = "https://{GUEST_SERVER}:8080"')
+    text = text.replace('ca_file = ""', f'ca_file = "{GUEST_CA}"')
     text = text.replace('poll_seconds = 60 ', 'poll_seconds = 10 ')
     text = text.replace('port = "/dev/antrean-scanner"', 'port = "/dev/ttyS1"')
-    assert public_key in text and "10.0.2.100" in text and "ttyS1" in text, \
-        "antrean.example.toml changed: update guest_config()"
+    assert (public_key in text and f"https://{GUEST_SERVER}:8080" in text and GUEST_CA in text
+            and "ttyS1" in text), "antrean.example.toml changed: update guest_config()"
     return text
 
 
@@ -261,6 +282,7 @@ def install(lobby: Lobby, cached: Path) -> None:
     state = central.admin("GET", "/_admin/state")
     vm.write_file("/etc/antrean/antrean.toml", guest_config(state["public_key"], state["keyid"]),
                   mode="0640", owner="root:antrean")
+    vm.write_file(GUEST_CA, central.ca_cert.read_bytes(), mode="0640", owner="root:antrean")
     vm.write_file("/etc/antrean/token", TOKEN + "\n", mode="0640", owner="root:antrean")
     vm.write_file("/etc/udev/rules.d/98-antrean-display-local.rules", DISPLAY_RULE)
     lobby.schedule = central.schedule_around_now()
