@@ -208,6 +208,8 @@ def main(argv: list[str]) -> int:
     start = datetime.now(UTC) + timedelta(hours=args.start_hours)
     try:
         end = start + timedelta(days=args.days)
+        subject_alt_names(args.name)       # every mistake before anything is written
+        _window(start, end)
         ca = make_ca(args.folder, not_before=start, not_after=end)
         pair = issue_server_certificate(ca, args.folder, args.name, not_before=start,
                                         not_after=end)

@@ -34,7 +34,7 @@ from appliance.clock import TIMESYNC_FLAG, system_clock_synced
 from appliance.config import load_config
 from appliance.schedule import schedule_info
 from appliance.store import Store
-from devtools import devserver
+from devtools import devserver, throwaway_ca
 from devtools.devserver import DevServer, DevServerError
 from devtools.throwaway_ca import issue_server_certificate, make_ca
 from sync.client import CentralClient, ServerUnreachable, TlsRefused
@@ -153,6 +153,19 @@ def test_devserver_refuses_bad_tls_files_in_one_line(tmp_path, ca, capsys):
         assert "Traceback" not in err
     with pytest.raises(DevServerError, match="is not the key of"):
         DevServer(tls_cert=pair.cert, tls_key=other.key)
+
+
+def test_throwaway_ca_refuses_bad_input_before_writing_anything(tmp_path, capsys):
+    folder = tmp_path / "tls"
+    assert throwaway_ca.main([str(folder), "--name", "127.0.0.1"]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert set(before) == {"ca.pem", "ca-key.pem", "server.pem", "server-key.pem"}
+    capsys.readouterr()
+    for args in (["--name", "not a name"], ["--name", "x", "--days", "-1"]):
+        assert throwaway_ca.main([str(folder), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("throwaway_ca: "), err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 # --- (a) a valid certificate, a synchronised clock ---------------------------------------------
