@@ -48,7 +48,7 @@ test: system-packages $(VENV)/.installed
 # logs and measurements are in .system-test/ (ANTREAN_VM_WORK).
 system-test: $(VENV)/.installed
 	@$(MAKE) --no-print-directory system-packages EXTRA_APT_PACKAGES="$(SYSTEM_TEST_PACKAGES)"
-	ANTREAN_SYSTEM_TEST=1 $(BIN)/python -m pytest -q -p no:cacheprovider -o timeout=3600 \
+	ANTREAN_SYSTEM_TEST=1 $(BIN)/python -m pytest -q -p no:cacheprovider -o timeout=3600 -rs --durations=0 \
 		-o log_cli=false -s tests/system
 
 demo: system-packages $(VENV)/.installed

@@ -45,6 +45,14 @@ FRAMEBUFFER_BY_DRIVER = {"x11": "software", "dummy": "software", "offscreen": "s
                          "kmsdrm": "accelerated", "wayland": "accelerated"}
 # Drivers with no native window framebuffer in SDL 2: a renderer is the only choice.
 RENDERER_ONLY = {"kmsdrm", "wayland"}
+# The renderer named for the accelerated framebuffer, per driver (SDL's "1" means its first
+# working pick). On kmsdrm SDL 2.26 picks desktop OpenGL first, but Debian's and Raspberry Pi
+# OS's SDL do not depend on the library that provides it (libOpenGL.so.0): every GL call then
+# does nothing, the service runs at full frame rate and the monitor stays black. GL ES 2 is
+# what the Pi's GPU speaks natively, and install.sh installs its library (libgles2).
+RENDERER_BY_DRIVER = {"kmsdrm": "opengles2"}
+# SDL_FRAMEBUFFER_ACCELERATION values that choose on/off rather than name a renderer.
+HINT_SWITCHES = {"", "0", "1", "true", "false", "software"}
 
 
 class DisplayError(AntreanError, RuntimeError):
@@ -102,6 +110,25 @@ def choose_framebuffer(setting: str, driver: str, environ=os.environ) -> str:
     return setting
 
 
+def framebuffer_hint(chosen: str, driver: str, environ=os.environ) -> str:
+    """The ``SDL_FRAMEBUFFER_ACCELERATION`` value for ``chosen`` on ``driver``.
+
+    A renderer already named there (a technician's experiment) is kept; otherwise the
+    accelerated framebuffer names the driver's renderer where one is known to draw.
+
+    >>> framebuffer_hint("accelerated", "kmsdrm", environ={})
+    'opengles2'
+    >>> framebuffer_hint("software", "x11", environ={}), framebuffer_hint("accelerated", "x11", {})
+    ('0', '1')
+    """
+    if chosen == "software":
+        return "0"
+    named = environ.get(FRAMEBUFFER_HINT, "").strip().lower()
+    if named not in HINT_SWITCHES:
+        return named
+    return RENDERER_BY_DRIVER.get(driver, "1")
+
+
 def open_display(size: tuple[int, int] | None, *, on_pi: bool,
                  framebuffer: str = "auto"):
     """Initialise pygame's video; returns the screen surface and the framebuffer chosen."""
@@ -133,13 +160,21 @@ def open_display(size: tuple[int, int] | None, *, on_pi: bool,
     flags = pygame.FULLSCREEN if fullscreen else 0
     chosen = choose_framebuffer(framebuffer, got)
     # Read by SDL when set_mode creates the window surface, so it must be set before.
-    os.environ[FRAMEBUFFER_HINT] = "0" if chosen == "software" else "1"
-    surface = pygame.display.set_mode(size, flags)
+    hint = os.environ[FRAMEBUFFER_HINT] = framebuffer_hint(chosen, got)
+    renderer = "" if hint in HINT_SWITCHES else f" ({hint} renderer)"
+    try:
+        surface = pygame.display.set_mode(size, flags)
+    except pygame.error as e:
+        pygame.display.quit()
+        raise DisplayError(f"cannot open the {got} screen at {size[0]}x{size[1]} with the "
+                           f"{chosen} framebuffer{renderer}: {e}; check that libgles2, libegl1 "
+                           "and libgl1-mesa-dri are installed (systemd/install.sh installs "
+                           "them)") from None
     pygame.display.set_caption("Antrean")
     if fullscreen:
         pygame.mouse.set_visible(False)
-    log.info("display: %s driver, %dx%d%s, %s framebuffer", got, *surface.get_size(),
-             " fullscreen" if fullscreen else "", chosen)
+    log.info("display: %s driver, %dx%d%s, %s framebuffer%s", got, *surface.get_size(),
+             " fullscreen" if fullscreen else "", chosen, renderer)
     return surface, chosen
 
 

@@ -86,3 +86,21 @@ def test_the_framebuffer_per_driver(caplog):
     with caplog.at_level("WARNING"):
         assert choose_framebuffer("software", "kmsdrm", environ={}) == "accelerated"
     assert "needs a renderer" in caplog.text
+
+
+def test_on_kms_the_window_is_drawn_with_gl_es_2():
+    """SDL's own first pick on kmsdrm, desktop GL, drew a black monitor in the booted VM.
+
+    Debian's SDL does not pull in libOpenGL.so.0, so that renderer's calls do nothing;
+    the system test (tests/system) shows the picture through GL ES 2.
+    """
+    from display.service import framebuffer_hint
+
+    assert framebuffer_hint("accelerated", "kmsdrm", environ={}) == "opengles2"
+    assert framebuffer_hint("accelerated", "kmsdrm", {"SDL_FRAMEBUFFER_ACCELERATION": "1"}) == (
+        "opengles2")
+    assert framebuffer_hint("accelerated", "x11", environ={}) == "1"
+    assert framebuffer_hint("software", "x11", environ={}) == "0"
+    # A renderer a technician names in the unit's environment is kept, on any driver.
+    assert framebuffer_hint("accelerated", "kmsdrm",
+                            {"SDL_FRAMEBUFFER_ACCELERATION": "OpenGL"}) == "opengl"

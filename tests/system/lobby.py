@@ -305,8 +305,8 @@ REPORT_ROWS = [
     ("ready_after_kernel_s.antrean-display", "kernel start to display READY=1", "s"),
     ("ready_after_kernel_s.antrean-scanner", "kernel start to scanner READY=1", "s"),
     ("ready_after_kernel_s.antrean-sync", "kernel start to sync READY=1", "s"),
-    ("display_pss_mb", "display on kmsdrm (virtio-gpu, SDL's default framebuffer: desktop GL "
-     "over EGL, Mesa llvmpipe): proportional memory (PSS)", "MB"),
+    ("display_pss_mb", "display on kmsdrm (virtio-gpu, the accelerated framebuffer: SDL's GL "
+     "ES 2 renderer over EGL, Mesa llvmpipe): proportional memory (PSS)", "MB"),
     ("display_rss_mb", "display on kmsdrm, same: resident memory (RSS)", "MB"),
     ("display_cpu_percent", "display on kmsdrm, same, idle call screen at 30 fps: share of "
      "one vCPU over 60 s", "%"),
@@ -345,9 +345,8 @@ def write_report() -> None:
         "",
         *rows,
         *([] if "power_on_to_call_screen_s" in data else [
-            "", "Power-on to the call screen is not measured while the picture on kmsdrm is "
-            "black (docs/install.md, \"Known problem\"); the display's READY=1 above is "
-            "when it starts drawing."]),
+            "", "Power-on to the call screen was not measured in this run: the screenshot "
+            "check did not read the call screen (see the test's output)."]),
         REPORT_END,
     ]
     text = REPORT.read_text() if REPORT.exists() else ""

@@ -31,6 +31,10 @@ from pathlib import Path
 
 SERVER_IN_GUEST = "10.0.2.100:8080"
 PR_SET_PDEATHSIG = 1
+# Under TCG, not "max": Mesa's llvmpipe (the GL ES driver on virtio-gpu without 3D) JIT-compiles
+# code for the CPU features it is shown, and with QEMU 7.2's emulated AVX it crashed the display
+# process inside its first frame. A Nehalem (x86-64-v2, SSE4.2, no AVX) runs it correctly.
+TCG_CPU = os.environ.get("ANTREAN_VM_CPU", "Nehalem")
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -88,6 +92,7 @@ class Machine:
         self.server_port = server_port
         self.extra_drive = extra_drive
         self.accel = accel or os.environ.get("ANTREAN_VM_ACCEL") or "tcg"
+        self.cpu = "host" if self.accel == "kvm" else TCG_CPU
         self.gpu = ["-device", os.environ.get("ANTREAN_VM_GPU", "virtio-gpu-pci") + ",id=gpu0"]
         self.proc: subprocess.Popen | None = None
         self.scanner_fd: int | None = None
@@ -104,7 +109,7 @@ class Machine:
                f"socat - TCP:127.0.0.1:{self.server_port}")
         cmd = [
             "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-machine", "q35",
-            *accel, "-smp", "2", "-m", "1024", "-cpu", "max" if self.accel != "kvm" else "host",
+            *accel, "-smp", "2", "-m", "1024", "-cpu", self.cpu,
             "-kernel", str(self.image / "vmlinuz"), "-initrd", str(self.image / "initrd.img"),
             "-append", "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=auto",
             "-no-reboot",
