@@ -117,8 +117,10 @@ class Central:
         day = now.date().isoformat()
         start = max(now - timedelta(minutes=30), now.replace(hour=0, minute=0))
         end = min(start + timedelta(hours=2), now.replace(hour=23, minute=59))
+        # Made now: a schedule without generated_at would date from 1970 (too old to use).
         doc = generate_schedule(OFFICE, OFFICE_NAME, TZ, day, appointments,
-                                hours=(start.strftime("%H:%M"), end.strftime("%H:%M")))
+                                hours=(start.strftime("%H:%M"), end.strftime("%H:%M")),
+                                generated_at=now.timestamp())
         self.admin("POST", "/_admin/schedule", {"date": day, "document": doc})
         return doc
 
@@ -138,8 +140,11 @@ def guest_config(public_key: str, keyid: str) -> str:
     text = text.replace('ca_file = ""', f'ca_file = "{GUEST_CA}"')
     text = text.replace('poll_seconds = 60 ', 'poll_seconds = 10 ')
     text = text.replace('port = "/dev/antrean-scanner"', 'port = "/dev/ttyS1"')
+    # The check-in panel stays 30 s, not 6: a screendump and OCR under TCG take seconds.
+    text = text.replace("[display]\n", "[display]\ncheckin_panel_seconds = 30\n", 1)
     assert (public_key in text and f"https://{GUEST_SERVER}:8080" in text and GUEST_CA in text
-            and "ttyS1" in text), "antrean.example.toml changed: update guest_config()"
+            and "ttyS1" in text and "checkin_panel_seconds = 30" in text), \
+        "antrean.example.toml changed: update guest_config()"
     return text
 
 

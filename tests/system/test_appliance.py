@@ -11,9 +11,11 @@ import random
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from lobby import record, say
+from PIL import Image, ImageOps
 
 UNITS = ("antrean-scanner", "antrean-display", "antrean-sync")
 # A sandbox denial in the journal: a blocked syscall, device or path seen by our services.
@@ -21,11 +23,18 @@ DENIAL = re.compile(r"(EPERM|EACCES|Operation not permitted|Permission denied|au
                     r"|SECCOMP)", re.I)
 
 
-def ocr(path) -> str:
-    """The text tesseract reads on a screenshot (one line per text line)."""
-    out = subprocess.run(["tesseract", str(path), "stdout", "--psm", "11"],
-                         capture_output=True, text=True, timeout=120)
-    return out.stdout
+def ocr(path: Path) -> str:
+    """The text tesseract reads on a screenshot, as it is and in inverted grey.
+
+    Tesseract's own thresholding loses light text on a mid-tone panel (the green check-in
+    panel read as nothing); inverted grey makes it dark text on a light ground.
+    """
+    inverted = path.with_name(path.stem + "-inverted.png")
+    ImageOps.invert(Image.open(path).convert("L")).save(inverted)
+    return "\n".join(
+        subprocess.run(["tesseract", str(image), "stdout", "--psm", "11"],
+                       capture_output=True, text=True, timeout=120).stdout
+        for image in (path, inverted))
 
 
 def wait_screen(lobby, name: str, want: list[str], timeout: float = 180) -> tuple[str, float]:
@@ -41,6 +50,28 @@ def wait_screen(lobby, name: str, want: list[str], timeout: float = 180) -> tupl
         if time.monotonic() > deadline:
             raise AssertionError(f"{want} not on the screen after {timeout:.0f}s; the last "
                                  f"screenshot is {shot}, tesseract read: {flat[:600]!r}")
+
+
+# The scanner's journal line for a verdict: "scan at <reader>: ok <booking code> -> <ticket>".
+ACCEPTED_LINE = r"scan at [^:]+: ok ([A-Z0-9]+) -> ([AB][0-9]{3})"
+
+
+def accepted(lobby) -> dict[str, str]:
+    """Booking code -> queue number for every accepted scan in this boot's journal (the beep)."""
+    out = lobby.vm.run("journalctl -b -u antrean-scanner --no-pager -o cat | "
+                       f"grep -oE '{ACCEPTED_LINE}' || true").stdout
+    return dict(re.findall(ACCEPTED_LINE, out))
+
+
+def wait_accepted(lobby, code: str, what: str, timeout: float = 120) -> str:
+    """Wait for the scanner to accept ``code``; returns its queue number."""
+    deadline = time.monotonic() + timeout
+    while code not in (seen := accepted(lobby)):
+        assert time.monotonic() < deadline, (
+            f"waited {timeout:.0f}s for {what} ({code}); the scanner's journal:\n"
+            + lobby.journal("antrean-scanner"))
+        time.sleep(0.5)
+    return seen[code]
 
 
 def wait_target(lobby, timeout: float = 600) -> None:
@@ -121,11 +152,10 @@ def test_scan_on_the_serial_port_checks_in_and_a_pushed_call_is_stored(lobby):
     vm, central = lobby.vm, lobby.central
     appt = lobby.next_booking()
     vm.scan(central.ticket(appt["booking_code"]))
-    line = vm.wait_for(f"journalctl -b -u antrean-scanner --no-pager | grep "
-                       f"'scan: ok {appt['booking_code']}'", 120, "the ok verdict")
-    ticket = line.strip().rsplit("-> ", 1)[1]
-    assert re.fullmatch(r"[AB]\d{3}", ticket), line
+    ticket = wait_accepted(lobby, appt["booking_code"], "the ok verdict")
     lobby.checked_in = ticket
+    # The check-in panel: "Selamat datang, <name>. Nomor antrean Anda A001." on the monitor.
+    wait_screen(lobby, "checkin", ["Selamat datang", ticket], timeout=25)
     # A counter calls through the central server's push: the sync service stores it for
     # the display.
     counter = 1 if ticket.startswith("A") else 3
@@ -188,14 +218,6 @@ POWER_CUTS = 3
 BURST = 4
 
 
-def _acknowledged(lobby, codes: list[str]) -> list[str]:
-    """The booking codes whose accepted verdict is in this boot's journal (the beep)."""
-    out = lobby.vm.run("journalctl -b -u antrean-scanner --no-pager -o cat | "
-                       "grep -oE 'scan: ok [A-Z0-9]+' || true").stdout
-    seen = set(re.findall(r"scan: ok ([A-Z0-9]+)", out))
-    return [c for c in codes if c in seen]
-
-
 def test_power_cuts_in_a_burst_of_scans_lose_nothing_that_beeped(lobby):
     vm, central = lobby.vm, lobby.central
     rng = random.Random()
@@ -207,11 +229,8 @@ def test_power_cuts_in_a_burst_of_scans_lose_nothing_that_beeped(lobby):
         for i, payload in enumerate(tickets):
             vm.scan(payload)
             if i == wait_for:
-                deadline = time.monotonic() + 120
-                while burst[i] not in _acknowledged(lobby, burst):
-                    assert time.monotonic() < deadline, lobby.journal("antrean-scanner")
-                    time.sleep(0.2)
-                ack = _acknowledged(lobby, burst)
+                wait_accepted(lobby, burst[i], f"scan {i + 1} of the burst before cut {cut}")
+                ack = [code for code in burst if code in accepted(lobby)]
                 vm.power_cut()
                 say(f"power cut {cut}: after scan {i + 1} of {BURST}, {len(ack)} beeped")
                 beeped += ack
@@ -252,9 +271,7 @@ def test_a_boot_without_clock_or_server_still_checks_in_and_recovers_the_day(lob
         say(f"guest clock after an RTC-less boot: {guest_date}")
         record("rtc_less_boot_guest_clock", guest_date)
         vm.scan(payload)
-        line = vm.wait_for(f"journalctl -b -u antrean-scanner --no-pager | grep "
-                           f"'scan: ok {code}'", 120, "the ok verdict without clock or server")
-        ticket = line.strip().rsplit("-> ", 1)[1]
+        ticket = wait_accepted(lobby, code, "the ok verdict without clock or server")
         counter = 1 if ticket.startswith("A") else 3
         called = vm.run(f"runuser -u antrean -- /opt/antrean/venv/bin/antrean call --counter "
                         f"{counter} --json").stdout
