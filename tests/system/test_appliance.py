@@ -180,7 +180,7 @@ def test_gpio_through_the_kernels_character_device(lobby):
         # "CONFIG_GPIO_MOCKUP is not set"; no Debian kernel for this image has either.
         pytest.skip("no simulated GPIO chip: neither Debian 12's kernel nor bookworm-"
                     "backports' 6.12 is built with gpio-sim or gpio-mockup "
-                    f"({probe.stderr.strip()[-120:]})")
+                    f"({(probe.stderr.strip().splitlines() or ['no output'])[-1]})")
     pytest.fail("this guest kernel has gpio-sim: the buttons-and-LEDs check over "
                 "/dev/gpiochip* is still to be written")
 
