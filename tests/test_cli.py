@@ -9,8 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import KEY, appointment, schedule_doc, sign_doc, write_config
 
-TODAY = datetime.now(ZoneInfo("Asia/Makassar")).date().isoformat()
-
 
 def antrean(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "appliance.cli", *map(str, args)],
@@ -32,7 +30,10 @@ def assert_one_line_error(proc, *words):
 
 @pytest.fixture
 def schedule_file(tmp_path):
-    doc = schedule_doc(TODAY, [appointment("K7Q2M9XA", TODAY, "00:00", minutes=24 * 60 - 1)])
+    """Today's schedule (the day taken now, not when the module loaded: a run may cross
+    the office's midnight); its "date" says which day it is."""
+    today = datetime.now(ZoneInfo("Asia/Makassar")).date().isoformat()
+    doc = schedule_doc(today, [appointment("K7Q2M9XA", today, "00:00", minutes=24 * 60 - 1)])
     body, sig = sign_doc(doc)
     path = tmp_path / "schedule.json"
     path.write_bytes(body)
@@ -41,9 +42,10 @@ def schedule_file(tmp_path):
 
 
 def test_import_scan_call_status(config_path, schedule_file):
+    today = json.loads(schedule_file.read_bytes())["date"]
     out = json.loads(antrean("--config", config_path, "schedule", "import", schedule_file,
                              "--json").stdout)
-    assert (out["date"], out["version"], out["appointments"]) == (TODAY, 1, 1)
+    assert (out["date"], out["version"], out["appointments"]) == (today, 1, 1)
     scan = json.loads(antrean("--config", config_path, "scan", "]Q1K7Q2M9XA", "--json").stdout)
     assert scan["verdict"] == "ok" and scan["ticket"] == "A001"
     assert scan["booking_code"] == "K7Q2M9XA" and scan["message_id"] and scan["message_en"]
@@ -52,7 +54,7 @@ def test_import_scan_call_status(config_path, schedule_file):
     none = json.loads(antrean("--config", config_path, "call", "--counter", "1", "--json").stdout)
     assert none == {"ticket": None, "counter": 1}
     status = json.loads(antrean("--config", config_path, "status", "--json").stdout)
-    assert status["schedule"]["date"] == TODAY and status["schedule"]["version"] == 1
+    assert status["schedule"]["date"] == today and status["schedule"]["version"] == 1
     assert status["outbox"] == {"pending": 2, "dead": 0, "dead_recent": []}  # checkin, call
     assert status["queue"] == {"checked_in": 1, "waiting": 0, "called": 1}
 

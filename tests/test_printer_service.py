@@ -109,8 +109,10 @@ def test_each_check_in_prints_one_slip_that_says_what_the_screen_says(tmp_path):
         printed = receipts[2].text
         assert "Perkiraan dipanggil pukul ±" in printed
         at = printed.split("Perkiraan dipanggil pukul ±")[1][:5]
+        # The slip shows the time of day only; the call may fall after the office's midnight.
         shown = datetime.fromisoformat(f"{day}T{at}").replace(tzinfo=config.tz).timestamp()
-        assert abs(shown - mine.call_at) <= 120, (at, mine)
+        apart = (shown - mine.call_at) % 86400
+        assert min(apart, 86400 - apart) <= 120, (at, mine)
 
 
 def test_paper_out_is_shown_retried_and_the_slip_printed_once(tmp_path):

@@ -31,7 +31,6 @@ from appliance.store import Store
 from devtools.virtual_serial import VirtualSerialScanner
 
 ROOT = Path(__file__).resolve().parents[1]
-TODAY = datetime.now(TZ).date().isoformat()
 GREEN, RED, BUZZER = 17, 27, 22
 
 # A real COMMIT failure: a deferred foreign key that is violated is only checked at COMMIT,
@@ -90,7 +89,8 @@ def test_a_full_card_is_a_clear_failure_and_scans_work_again_once_there_is_space
     config_path = write_config(tmp_path / "antrean.toml", small_card / "antrean.db")
     config = load_config(config_path)
     codes = [f"FULL{i:04d}" for i in range(6)]
-    doc = schedule_doc(TODAY, [appointment(c, TODAY, "00:00", minutes=24 * 60 - 1)
+    today = datetime.now(TZ).date().isoformat()   # now, not at import: runs cross midnight
+    doc = schedule_doc(today, [appointment(c, today, "00:00", minutes=24 * 60 - 1)
                                for c in codes])
     body, sig = sign_doc(doc)
     with Store(config.storage.path) as store:

@@ -75,7 +75,10 @@ def ticket_for_now(central, code: str = "ZZNOW001") -> str:
     from zoneinfo import ZoneInfo
 
     now = datetime.now(ZoneInfo("Asia/Makassar")).replace(microsecond=0)
-    return sign_barcode(central.key, code, "TRK", (now - timedelta(minutes=10)).isoformat(),
+    # Begun 10 minutes ago, but never before the office's midnight: a slot that began
+    # yesterday is yesterday's booking (wrong_day) in the first minutes of a day.
+    start = max(now - timedelta(minutes=10), now.replace(hour=0, minute=0, second=0))
+    return sign_barcode(central.key, code, "TRK", start.isoformat(),
                        (now + timedelta(minutes=20)).isoformat(), "A", "Andi Saputra", False)
 
 

@@ -250,7 +250,8 @@ def test_heartbeat_carries_estimates_and_lateness_per_service(service, central, 
     day = today(service)
     rows = service.store.db.execute(
         "SELECT booking_code, slot_start FROM appointments WHERE date = ? AND service = 'A'"
-        " AND priority = 0 ORDER BY slot_start LIMIT 3", (day,)).fetchall()
+        " AND priority = 0 AND status = 'booked' ORDER BY slot_start LIMIT 3",
+        (day,)).fetchall()   # the reference schedule cancels a few bookings on some days
     assert len(rows) == 3
     # Forget the server's time, so the desk's clocks below are believed: each applicant
     # checks in at their slot's start, whatever the hour the test runs at.
@@ -272,7 +273,8 @@ def test_heartbeat_carries_estimates_and_lateness_per_service(service, central, 
     late = max(0.0, first.at - rows[0][1])
     assert a["lateness_s"] == pytest.approx(late, abs=1)
     assert lobby["lateness_s"] >= a["lateness_s"]
-    assert lobby["running_late"] == (lobby["lateness_s"] >= 60 * 15)
+    if abs(lobby["lateness_s"] - 60 * 15) > 1:   # lateness_s is rounded, the flag is not
+        assert lobby["running_late"] == (lobby["lateness_s"] >= 60 * 15)
     with service.store.read() as db:
         again = read_lobby(db, day, sync_config, service.clock.time(), recent_calls=0)
     assert [(s["code"], s["waiting"], s["lateness_s"]) for s in lobby["services"]] == [
