@@ -141,7 +141,8 @@ def test_measure_the_services_on_kms(lobby):
         record(f"{name}_pss_mb", round(kb["Pss"] / 1024, 1))
         record(f"{name}_rss_mb", round(kb["Rss"] / 1024, 1))
     # A window of the idle call screen (the ticker scrolls, the clock ticks): 900 frames at
-    # 30 fps; 60 s gave the same share to within a percent and cost the run half a minute more.
+    # 30 fps (187-188 % of a vCPU over 60 s in three runs, 189.6 % over 30 s: the same to 2
+    # points, half a minute sooner).
     out = vm.run("pid=$(systemctl show -p MainPID --value antrean-display); t=$(getconf CLK_TCK);"
                  " a=$(awk '{print $14+$15}' /proc/$pid/stat);"
                  f" sleep {CPU_WINDOW_S}; b=$(awk '{{print $14+$15}}' /proc/$pid/stat);"
