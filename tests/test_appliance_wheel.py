@@ -40,7 +40,7 @@ def _copy_source(dest: Path) -> Path:
     """The checkout as a fresh clone has it: no venv, no earlier build output."""
     shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-        "demo-out"))
+        "demo-out", ".system-test"))
     return dest
 
 

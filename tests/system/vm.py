@@ -139,8 +139,7 @@ class Machine:
         if not self.disk.exists():
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
                             str(self.image / "rootfs.img"), str(self.disk)], check=True)
-        for sock in ("qmp.sock", "qga.sock"):
-            (self.dir / sock).unlink(missing_ok=True)
+        self._remove_sockets()
         self.boots += 1
         log = open(self.dir / f"qemu-{self.boots}.log", "w")
         self.powered_on_at = time.monotonic()
@@ -215,6 +214,13 @@ class Machine:
         if self.scanner_fd is not None:
             os.close(self.scanner_fd)
             self.scanner_fd = None
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """QEMU leaves its listening sockets behind; a dead one in the work folder only
+        breaks tools that copy the tree (the wheel test's copy of the checkout)."""
+        for sock in ("qmp.sock", "qga.sock"):
+            (self.dir / sock).unlink(missing_ok=True)
 
     def shutdown(self, timeout: float = 300) -> None:
         """A clean poweroff from inside, as a technician's `systemctl poweroff`."""
