@@ -37,6 +37,12 @@ def ocr(path: Path) -> str:
         for image in (path, inverted))
 
 
+def same_glyphs(text: str) -> str:
+    """Text with the letters tesseract confuses in this font made one: O and 0 are the same
+    oval here (a correct "B001" on the monitor was read "BOO1")."""
+    return text.upper().replace("O", "0")
+
+
 def wait_screen(lobby, name: str, want: list[str], timeout: float = 180) -> tuple[str, float]:
     """Screendump until every text in ``want`` is read on it; returns (text, when)."""
     deadline = time.monotonic() + timeout
@@ -45,7 +51,7 @@ def wait_screen(lobby, name: str, want: list[str], timeout: float = 180) -> tupl
         when = time.monotonic()
         text = ocr(shot)
         flat = " ".join(text.split())
-        if all(w in flat for w in want):
+        if all(same_glyphs(w) in same_glyphs(flat) for w in want):
             return flat, when
         if time.monotonic() > deadline:
             raise AssertionError(f"{want} not on the screen after {timeout:.0f}s; the last "
