@@ -375,12 +375,12 @@ def write_report() -> None:
         return
     data = json.loads(RESULTS.read_text())
     engine = "KVM" if data.get("accelerator") == "kvm" else "TCG (software emulation)"
-    text = REPORT.read_text() if REPORT.exists() else ""
+    report = REPORT.read_text() if REPORT.exists() else ""
     rows = ["| metric | value | unit |", "| --- | --- | --- |"]
-    rows += [f"| {text} | {data[key]} | {unit} |" for key, text, unit in REPORT_ROWS
+    rows += [f"| {label} | {data[key]} | {unit} |" for key, label, unit in REPORT_ROWS
              if key in data]
     if "install_sh_s" not in data:
-        rows += carried_fresh_install(text)
+        rows += carried_fresh_install(report)
     section = [
         REPORT_BEGIN,
         "## Booted VM (`make system-test`): emulated, for trends, not Raspberry Pi figures",
@@ -395,10 +395,10 @@ def write_report() -> None:
             "check did not read the call screen (see the test's output)."]),
         REPORT_END,
     ]
-    if REPORT_BEGIN in text:
-        before = text.split(REPORT_BEGIN, 1)[0]
-        after = text.split(REPORT_END, 1)[1] if REPORT_END in text else ""
-        text = before + "\n".join(section) + after
+    if REPORT_BEGIN in report:
+        before = report.split(REPORT_BEGIN, 1)[0]
+        after = report.split(REPORT_END, 1)[1] if REPORT_END in report else ""
+        report = before + "\n".join(section) + after
     else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
-    REPORT.write_text(text)
+        report = report.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
+    REPORT.write_text(report)

@@ -69,15 +69,16 @@ def accepted(lobby) -> dict[str, str]:
     return dict(re.findall(ACCEPTED_LINE, out))
 
 
-def wait_accepted(lobby, code: str, what: str, timeout: float = 120) -> str:
-    """Wait for the scanner to accept ``code``; returns its queue number."""
+def wait_accepted(lobby, code: str, what: str, timeout: float = 120) -> dict[str, str]:
+    """Wait for the scanner to accept ``code``; returns every accepted scan seen (as
+    :func:`accepted`), so a caller needs no second journal read."""
     deadline = time.monotonic() + timeout
     while code not in (seen := accepted(lobby)):
         assert time.monotonic() < deadline, (
             f"waited {timeout:.0f}s for {what} ({code}); the scanner's journal:\n"
             + lobby.journal("antrean-scanner"))
         time.sleep(0.5)
-    return seen[code]
+    return seen
 
 
 def wait_target(lobby, timeout: float = 600) -> None:
@@ -160,7 +161,7 @@ def test_scan_on_the_serial_port_checks_in_and_a_pushed_call_is_stored(lobby):
     vm, central = lobby.vm, lobby.central
     appt = lobby.next_booking()
     vm.scan(central.ticket(appt["booking_code"]))
-    ticket = wait_accepted(lobby, appt["booking_code"], "the ok verdict")
+    ticket = wait_accepted(lobby, appt["booking_code"], "the ok verdict")[appt["booking_code"]]
     lobby.checked_in = ticket
     # The check-in panel: "Selamat datang, <name>. Nomor antrean Anda A001." on the monitor.
     wait_screen(lobby, "checkin", ["Selamat datang", ticket], timeout=25)
@@ -237,8 +238,8 @@ def test_power_cuts_in_a_burst_of_scans_lose_nothing_that_beeped(lobby):
         for i, payload in enumerate(tickets):
             vm.scan(payload)
             if i == wait_for:
-                wait_accepted(lobby, burst[i], f"scan {i + 1} of the burst before cut {cut}")
-                seen = accepted(lobby)           # one journal read, then cut at once
+                seen = wait_accepted(lobby, burst[i],      # then cut at once
+                                     f"scan {i + 1} of the burst before cut {cut}")
                 ack = [code for code in burst if code in seen]
                 vm.power_cut()
                 say(f"power cut {cut}: after scan {i + 1} of {BURST}, {len(ack)} beeped")
@@ -280,7 +281,7 @@ def test_a_boot_without_clock_or_server_still_checks_in_and_recovers_the_day(lob
         say(f"guest clock after an RTC-less boot: {guest_date}")
         record("rtc_less_boot_guest_clock", guest_date)
         vm.scan(payload)
-        ticket = wait_accepted(lobby, code, "the ok verdict without clock or server")
+        ticket = wait_accepted(lobby, code, "the ok verdict without clock or server")[code]
         counter = 1 if ticket.startswith("A") else 3
         called = vm.run(f"runuser -u antrean -- /opt/antrean/venv/bin/antrean call --counter "
                         f"{counter} --json").stdout
